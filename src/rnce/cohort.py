@@ -1,0 +1,323 @@
+"""Cohorts: participants tables (or BIDS roots), their validation, and image shards.
+
+A cohort is one participants table with one row per T1-weighted image and the
+columns of ``schemas/participants.schema.yaml``. Every check names the file, the
+line and the column of the first problems it finds, before any job runs.
+
+Images are grouped into shards by a stable hash of ``participant_id``, so that
+per-image steps run as a few hundred jobs at 35,000 images, all images of one
+participant share a shard, adding a participant changes one shard only, and no
+participant id appears in a job's wildcards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+log = logging.getLogger(__name__)
+
+ROLES = ("pretrain", "evaluate", "brain_age", "gwas")
+MAX_REPORTED = 20
+SHARD_WIDTH = 4
+
+
+class CohortError(ValueError):
+    """A participants table or cohort configuration that breaks the contract."""
+
+
+def load_schema() -> dict:
+    """The participants-table schema shipped with the package."""
+    text = resources.files("rnce").joinpath("schemas/participants.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int | None
+    column: str | None
+    message: str
+
+    def render(self, source: str) -> str:
+        where = source
+        if self.line is not None:
+            where += f", line {self.line}"
+        if self.column is not None:
+            where += f", column '{self.column}'"
+        return f"{where}: {self.message}"
+
+
+def _raise(problems: list[Problem], source: str) -> None:
+    if not problems:
+        return
+    shown = [p.render(source) for p in problems[:MAX_REPORTED]]
+    more = len(problems) - len(shown)
+    tail = f"\n  ... and {more} more" if more > 0 else ""
+    raise CohortError(
+        f"{len(problems)} problem(s) in participants table {source}:\n  "
+        + "\n  ".join(shown)
+        + tail
+    )
+
+
+def _check_column(values: pd.Series, name: str, spec: dict, lines: np.ndarray) -> tuple[pd.Series, list[Problem]]:
+    """Convert one column of non-empty strings to its type; report cells that break ``spec``."""
+    problems: list[Problem] = []
+    present = values != ""
+    kind = spec.get("type", "string")
+    if kind in ("number", "integer"):
+        converted = pd.to_numeric(values.where(present), errors="coerce")
+        bad = present & converted.isna()
+        for i in np.flatnonzero(bad.to_numpy()):
+            problems.append(Problem(lines[i], name, f"'{values.iloc[i]}' is not a number"))
+        ok = present & ~bad
+        if kind == "integer":
+            frac = ok & (converted != np.round(converted))
+            for i in np.flatnonzero(frac.to_numpy()):
+                problems.append(Problem(lines[i], name, f"'{values.iloc[i]}' is not an integer"))
+        if "minimum" in spec:
+            low = ok & (converted < spec["minimum"])
+            for i in np.flatnonzero(low.to_numpy()):
+                problems.append(Problem(lines[i], name, f"{values.iloc[i]} is below the minimum {spec['minimum']}"))
+        if "maximum" in spec:
+            high = ok & (converted > spec["maximum"])
+            for i in np.flatnonzero(high.to_numpy()):
+                problems.append(Problem(lines[i], name, f"{values.iloc[i]} is above the maximum {spec['maximum']}"))
+        if "enum" in spec:
+            outside = ok & ~converted.isin(spec["enum"])
+            for i in np.flatnonzero(outside.to_numpy()):
+                problems.append(Problem(lines[i], name, f"'{values.iloc[i]}' is not one of {spec['enum']}"))
+        return converted, problems
+    if "enum" in spec:
+        outside = present & ~values.isin(spec["enum"])
+        for i in np.flatnonzero(outside.to_numpy()):
+            problems.append(Problem(lines[i], name, f"'{values.iloc[i]}' is not one of {spec['enum']}"))
+    if "pattern" in spec:
+        malformed = present & ~values.str.fullmatch(spec["pattern"])
+        for i in np.flatnonzero(malformed.to_numpy()):
+            problems.append(
+                Problem(lines[i], name, f"'{values.iloc[i]}' does not match {spec['pattern']}")
+            )
+    return values.where(present, None), problems
+
+
+def validate_participants(
+    raw: pd.DataFrame,
+    source: str,
+    *,
+    base_dir: str | os.PathLike | None = None,
+    images: bool = True,
+    lines: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Check a participants table read as strings and return it typed.
+
+    Parameters
+    ----------
+    raw
+        The table with every cell a string ("" for empty).
+    source
+        Where the table came from, used in every error message.
+    base_dir
+        Folder that relative ``t1w`` paths are relative to (the table's folder).
+    images
+        Whether every row must point at an existing image.
+    lines
+        The file line of each row (default: row index + 2, a header line first).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Typed table: numbers as floats, empty optional cells as NaN/None,
+        ``t1w`` resolved, ``diagnosis`` filled with "unknown".
+
+    Raises
+    ------
+    CohortError
+        Naming the file, line and column of each problem found.
+    """
+    schema = load_schema()
+    props: dict = schema["properties"]
+    if lines is None:
+        lines = np.arange(len(raw)) + 2
+    required = list(schema["required"]) + (["t1w"] if images else [])
+    missing = [c for c in required if c not in raw.columns]
+    if missing:
+        _raise([Problem(None, c, "required column is missing") for c in missing], source)
+    if raw.empty:
+        _raise([Problem(None, None, "the table has no rows: the cohort has no images")], source)
+    raw = raw.apply(lambda col: col.str.strip()) if len(raw) else raw
+
+    problems: list[Problem] = []
+    out = pd.DataFrame(index=raw.index)
+    for name in raw.columns:
+        if name not in props:
+            out[name] = raw[name]
+            continue
+        values = raw[name]
+        if name in required:
+            for i in np.flatnonzero((values == "").to_numpy()):
+                problems.append(Problem(lines[i], name, "required value is empty"))
+        out[name], found = _check_column(values, name, props[name], lines)
+        problems += found
+    if "diagnosis" in out:
+        out["diagnosis"] = out["diagnosis"].fillna(props["diagnosis"]["default"])
+    else:
+        out["diagnosis"] = props["diagnosis"]["default"]
+
+    key = raw["participant_id"] + "\t" + raw["session_id"]
+    dup = key.duplicated(keep=False).to_numpy()
+    if dup.any():
+        first: dict[str, int] = {}
+        for i in np.flatnonzero(dup):
+            k = key.iloc[i]
+            if k in first:
+                problems.append(
+                    Problem(
+                        lines[i],
+                        "participant_id+session_id",
+                        f"duplicate of line {first[k]} ({k.replace(chr(9), ' / ')})",
+                    )
+                )
+            else:
+                first[k] = lines[i]
+
+    if "t1w" in out:
+        base = Path(base_dir) if base_dir is not None else Path(".")
+        paths = [
+            None if p is None else os.path.normpath(p if os.path.isabs(p) else base / p)
+            for p in out["t1w"]
+        ]
+        out["t1w"] = paths
+        if images:
+            for i, p in enumerate(paths):
+                if p is not None and not os.path.exists(p):
+                    problems.append(Problem(lines[i], "t1w", f"image file does not exist: {p}"))
+    _raise(sorted(problems, key=lambda p: (p.line or 0)), source)
+    return out.reset_index(drop=True)
+
+
+def read_participants(path: str | os.PathLike, *, images: bool = True) -> pd.DataFrame:
+    """Read and validate one participants TSV (see :func:`validate_participants`)."""
+    path = Path(path)
+    if not path.exists():
+        raise CohortError(f"participants table {path} does not exist")
+    try:
+        raw = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise CohortError(f"participants table {path} cannot be read as TSV: {err}") from err
+    return validate_participants(raw, str(path), base_dir=path.parent, images=images)
+
+
+def read_bids(root: str | os.PathLike, *, images: bool = True) -> pd.DataFrame:
+    """Build a participants table from a BIDS root with pybids.
+
+    One row per ``anat/*_T1w.nii[.gz]``; subject-level columns come from
+    ``participants.tsv``, session-level ones (``age``, ...) from
+    ``sub-*/sub-*_sessions.tsv`` where present and win over subject-level ones.
+    ``participant_id`` and ``session_id`` keep the BIDS prefixes (``sub-01``,
+    ``ses-1``); a session-less dataset gets ``session_id`` "ses-1"; several
+    runs of one session give "ses-1_run-2".
+    """
+    from bids import BIDSLayout
+
+    root = Path(root)
+    table = root / "participants.tsv"
+    if not table.exists():
+        raise CohortError(f"BIDS root {root} has no participants.tsv")
+    layout = BIDSLayout(str(root), validate=False, index_metadata=False)
+    subjects = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False)
+    if "participant_id" not in subjects.columns:
+        raise CohortError(f"{table}, column 'participant_id': required column is missing")
+    subjects = subjects.set_index("participant_id")
+    rows = []
+    for f in layout.get(suffix="T1w", extension=[".nii", ".nii.gz"], datatype="anat"):
+        ent = f.get_entities()
+        pid = f"sub-{ent['subject']}"
+        ses = f"ses-{ent['session']}" if "session" in ent else "ses-1"
+        if "run" in ent:
+            ses += f"_run-{ent['run']}"
+        row = {"participant_id": pid, "session_id": ses, "t1w": f.path}
+        if pid in subjects.index:
+            row.update(subjects.loc[pid].to_dict())
+        sessions_tsv = root / pid / f"{pid}_sessions.tsv"
+        if "session" in ent and sessions_tsv.exists():
+            sess = pd.read_csv(sessions_tsv, sep="\t", dtype=str, keep_default_na=False)
+            match = sess[sess["session_id"] == f"ses-{ent['session']}"]
+            if len(match):
+                row.update({k: v for k, v in match.iloc[0].to_dict().items() if k != "session_id"})
+        rows.append(row)
+    if not rows:
+        raise CohortError(f"BIDS root {root}: no anat T1w images found: the cohort has no images")
+    raw = pd.DataFrame(rows).fillna("").astype(str).sort_values(["participant_id", "session_id"])
+    return validate_participants(raw.reset_index(drop=True), f"{root} (BIDS)", images=images)
+
+
+def load_cohort(name: str, spec: dict) -> pd.DataFrame:
+    """Read one configured cohort and check that its roles find what they need.
+
+    ``spec`` is the cohort's config entry: ``participants`` (TSV) or ``bids``
+    (root), ``roles``, ``images`` (default true), ``genotypes`` for gwas.
+    """
+    roles = spec.get("roles", [])
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise CohortError(f"cohort '{name}': unknown role(s) {unknown}; roles are {list(ROLES)}")
+    if not roles:
+        raise CohortError(f"cohort '{name}': no roles given; roles are {list(ROLES)}")
+    images = spec.get("images", True)
+    if spec.get("participants") and spec.get("bids"):
+        raise CohortError(f"cohort '{name}': give either 'participants' or 'bids', not both")
+    if spec.get("participants"):
+        table = read_participants(spec["participants"], images=images)
+        source = str(spec["participants"])
+    elif spec.get("bids"):
+        table = read_bids(spec["bids"], images=images)
+        source = f"{spec['bids']} (BIDS)"
+    else:
+        raise CohortError(f"cohort '{name}': neither 'participants' nor 'bids' is given")
+    if "pretrain" in roles and not images:
+        raise CohortError(f"cohort '{name}': role pretrain needs images, but images is false")
+    if "gwas" in roles:
+        if "genotype_id" not in table.columns:
+            raise CohortError(f"{source}, column 'genotype_id': required for role gwas, missing")
+        if not spec.get("genotypes"):
+            raise CohortError(f"cohort '{name}': role gwas needs 'genotypes' (a PLINK 1 prefix)")
+    if "evaluate" in roles and (table["diagnosis"] == "unknown").all():
+        raise CohortError(f"{source}, column 'diagnosis': role evaluate needs diagnoses, all are unknown")
+    table.insert(2, "cohort", name)
+    return table
+
+
+def shard_count(n_images: int, images_per_shard: int) -> int:
+    """Number of shards: the power of two nearest above ``n_images / images_per_shard``.
+
+    A power of two keeps the count (and so every shard's membership) unchanged
+    when a few participants are added.
+    """
+    if images_per_shard < 1:
+        raise CohortError(f"images_per_shard must be >= 1, got {images_per_shard}")
+    need = max(1, math.ceil(n_images / images_per_shard))
+    return min(2 ** math.ceil(math.log2(need)), 10**SHARD_WIDTH)
+
+
+def shard_of(participant_id: str, n_shards: int) -> str:
+    """The shard label of one participant: a stable hash, zero-padded."""
+    digest = hashlib.blake2b(participant_id.encode(), digest_size=8).digest()
+    return f"{int.from_bytes(digest, 'big') % n_shards:0{SHARD_WIDTH}d}"
+
+
+def assign_shards(table: pd.DataFrame, images_per_shard: int) -> pd.DataFrame:
+    """Add a ``shard`` column; the shard count follows :func:`shard_count`."""
+    n = shard_count(len(table), images_per_shard)
+    out = table.copy()
+    out["shard"] = [shard_of(p, n) for p in out["participant_id"]]
+    return out

@@ -1,0 +1,288 @@
+"""The simulated world: three cohorts like the paper's, with planted truth.
+
+``simulate_world(cfg, out_dir, threads)`` writes, under ``out_dir``::
+
+    participants/{cohort}.tsv          the participants tables (the pipeline's input)
+    images/{cohort}/*_T1w.nii.gz       T1w images (cohorts with images)
+    freesurfer/{cohort}/{pid}_{ses}/   FreeSurfer-format stats/ and scripts/recon-all.done
+    genotypes/gwas.{bed,bim,fam}       PLINK 1 genotypes of the gwas cohort
+    annotations/{cell_type}.bed        open-chromatin peaks per cell type
+    truth/                             latent values per image, causal variants, sample truth
+    ground_truth.json                  what tests and checks compare against
+
+No pipeline stage reads ``truth/`` or ``ground_truth.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from multiprocessing import get_context
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from rnce.simulate import anatomy as an
+from rnce.simulate import freesurfer as fs
+from rnce.simulate import genotypes as gt
+from rnce.simulate import images as im
+
+log = logging.getLogger(__name__)
+
+EVALUATE_BASELINE = {"CN": 0.368, "MCI": 0.46, "AD": 0.172}  # ADNI at baseline (paper, Table 1)
+AMYLOID_SHIFT = {"CN": 0.0, "MCI": 0.5, "AD": 1.2}
+AMYLOID_POSITIVE = 0.3  # latent load above which amyloid status is positive
+VENTRICLES = ("Left-Lateral-Ventricle", "Right-Lateral-Ventricle")
+NON_TISSUE = ("Ventricle", "Vent", "CSF", "choroid", "hypointensities")
+
+_SPACE: im.TemplateSpace | None = None  # shared with forked workers
+
+
+def _sites(cohort: str, n: int) -> list[str]:
+    return [f"{cohort}-s{k + 1}" for k in range(n)]
+
+
+def _site_effects(rng: np.random.Generator, sites: list[str], anat: pd.DataFrame) -> dict[str, dict]:
+    effects = {}
+    for k, site in enumerate(sites):
+        effects[site] = {
+            "intensity_scale": float(rng.uniform(0.8, 1.25)),
+            "bias_strength": float(rng.uniform(0.1, 0.4)),
+            "noise_sd": float(rng.uniform(0.015, 0.045)),
+            "gm_contrast": float(rng.uniform(0.93, 1.07)),
+            # FreeSurfer measurement offsets: global + per structure
+            "fs_offset": rng.normal(rng.normal(0, 0.02), 0.02, len(anat)),
+            "flavour": "fs6" if (k == len(sites) - 1 and len(sites) > 1) else "fs7",
+        }
+    return effects
+
+
+def _people(rng, cohort, spec, anat, noise, acceleration=None, sexes=None):
+    sites = _sites(cohort, spec["sites"])
+    n = spec["n_subjects"]
+    people = []
+    for i in range(n):
+        acc = rng.normal(0.0, noise["acceleration_sd"]) if acceleration is None else acceleration[i]
+        p = an.draw_person(rng, f"{cohort[:3]}{i + 1:05d}", sites[i % len(sites)], len(anat), acc,
+                           noise["idiosyncrasy_sd"])
+        if sexes is not None:
+            p.sex = sexes[i]
+        people.append(p)
+    return people, sites
+
+
+def _sessions(rng: np.random.Generator, cohort: str, spec: dict, people: list[an.Person]) -> list[dict]:
+    """One record per image: age, severity, diagnosis and the clinical columns."""
+    lo, hi = spec["age_range"]
+    records = []
+    half_sites = set(_sites(cohort, spec["sites"])[: max(1, spec["sites"] // 2)])
+    for p in people:
+        if cohort == "evaluate":
+            dx0 = rng.choice(list(EVALUATE_BASELINE), p=list(EVALUATE_BASELINE.values()))
+            p.amyloid_load += AMYLOID_SHIFT[dx0]
+            d0, rate = an.evaluate_trajectory(rng, dx0, p.amyloid_load)
+            times = an.visit_times(rng, spec["max_visits"])
+            age0 = rng.uniform(lo, hi - times[-1]) if hi - times[-1] > lo else lo
+            severities = np.minimum(d0 + rate * times, 1.0)
+            dx = [an.diagnosis_of(d) for d in severities]
+            ad_times = [t for t, x in zip(times, dx) if x == "AD"]
+            measured = rng.random() < spec.get("amyloid_measured_fraction", 0.8)
+            for k, (t, d, x) in enumerate(zip(times, severities, dx)):
+                records.append({
+                    "person": p, "session_id": f"ses-{k + 1:02d}", "age": age0 + t, "severity": d,
+                    "diagnosis": x,
+                    "amyloid": int(p.amyloid_load > AMYLOID_POSITIVE) if measured else None,
+                    "years_to_ad": (ad_times[0] - t) if ad_times and ad_times[0] >= t else None,
+                    "followup_years": times[-1] - t,
+                })
+            continue
+        demented = cohort == "pretrain" and rng.random() < spec.get("dementia_fraction", 0.0)
+        times = an.visit_times(rng, spec.get("max_visits", 1)) * 2.0
+        age0 = rng.uniform(lo, max(lo, hi - times[-1]))
+        d0 = rng.uniform(an.AD_THRESHOLD, 0.9) if demented else rng.uniform(0.0, 0.08)
+        for k, t in enumerate(times):
+            d = min(d0 + (0.05 * t if demented else 0.0), 1.0)
+            known = cohort == "pretrain" and p.site not in half_sites
+            records.append({
+                "person": p, "session_id": f"ses-{k + 1:02d}", "age": age0 + t, "severity": d,
+                "diagnosis": an.diagnosis_of(d) if known else "unknown",
+                "amyloid": None, "years_to_ad": None, "followup_years": None,
+            })
+    return records
+
+
+def _render_one(task: dict) -> None:
+    space = _SPACE
+    rng = np.random.default_rng(task["seed"])
+    gm, wm = im.atrophied_tissue(space, task["loss"], task["ventricle_scale"])
+    intensity = im.template_intensity(space, gm, wm, task["amyloid_signal"], task["gm_contrast"])
+    pose = im.pose_matrix(np.array(task["angles"]), np.array(task["translation"]), task["scale"])
+    data, affine = im.render(space, intensity, pose, rng, task["intensity_scale"], task["bias_strength"],
+                             task["noise_sd"])
+    img = im.to_nifti(data, affine, task["orientation"])
+    path = Path(task["path"])
+    tmp = path.with_name(".tmp_" + path.name)
+    nib.save(img, tmp)
+    os.replace(tmp, path)
+
+
+def simulate_world(cfg: dict, out_dir: str | os.PathLike, threads: int = 1) -> dict:
+    """Write the simulated world described by the ``simulate`` config block; return the ground truth."""
+    global _SPACE
+    out = Path(out_dir)
+    rng = np.random.default_rng(cfg["seed"])
+    anat = an.anatomy_table()
+    noise = cfg["noise"]
+    dk = anat[(anat["kind"] == "thickness") & (anat["hemi"] == "lh")]
+    regions = [n[3:] for n in dk["name"]]
+    area = dk["surface_area"].to_numpy(float)
+    is_tissue = ~anat["name"].str.contains("|".join(NON_TISSUE))
+    vent_idx = [int(np.flatnonzero(anat["name"] == v)[0]) for v in VENTRICLES]
+
+    truth: dict = {"sites": {}, "cohorts": {}, "seed": cfg["seed"], "voxel_size_mm": cfg["voxel_size_mm"]}
+    (out / "participants").mkdir(parents=True, exist_ok=True)
+    (out / "truth").mkdir(parents=True, exist_ok=True)
+    tasks: list[dict] = []
+    gen = cfg["cohorts"].get("gwas")
+    genetics = cfg["genetics"]
+
+    for cohort, spec in cfg["cohorts"].items():
+        acceleration = sexes = None
+        if cohort == "gwas":
+            n_geno = spec["n_subjects"] + genetics["genotyped_only"]
+            reported = np.where(rng.random(n_geno) < 0.5, "M", "F")
+            panel = gt.simulate_panel(rng, n_geno, reported, genetics)
+            var = noise["acceleration_sd"] ** 2
+            effects, g_value = gt.causal_effects(rng, panel, genetics["n_causal"], genetics["bag_snp_h2"],
+                                                 genetics["strong_locus_variance"], var)
+            env = rng.normal(0.0, np.sqrt((1 - genetics["bag_snp_h2"]) * var), n_geno)
+            acceleration = (g_value + env)[: spec["n_subjects"]]
+            sexes = reported[: spec["n_subjects"]]
+        people, sites = _people(rng, cohort, spec, anat, noise, acceleration, sexes)
+        site_fx = _site_effects(rng, sites, anat)
+        truth["sites"][cohort] = sites
+        records = _sessions(rng, cohort, spec, people)
+        brain_age = np.array([r["age"] + r["person"].acceleration for r in records])
+        severity = np.array([r["severity"] for r in records])
+        idio = np.stack([r["person"].idiosyncrasy for r in records])
+        etiv = np.array([r["person"].etiv for r in records])
+        values = an.true_values(anat, brain_age, severity, idio, etiv)
+        rel = values / (anat["base"].to_numpy()[None, :]) - 1.0
+        rel[:, (anat["kind"] == "volume").to_numpy()] = (
+            values[:, (anat["kind"] == "volume").to_numpy()]
+            / (anat["base"].to_numpy()[(anat["kind"] == "volume").to_numpy()][None, :] * etiv[:, None] / an.REFERENCE_ETIV)
+            - 1.0)
+
+        table_rows, latent_rows = [], []
+        fs_root = out / "freesurfer" / cohort
+        img_root = out / "images" / cohort
+        if spec["images"]:
+            img_root.mkdir(parents=True, exist_ok=True)
+        for i, r in enumerate(records):
+            p: an.Person = r["person"]
+            sx = site_fx[p.site]
+            name = f"{p.participant_id}_{r['session_id']}"
+            measured = values[i] * (1 + sx["fs_offset"]) * (1 + rng.normal(0, noise["measurement_sd"], len(anat)))
+            meas = dict(zip(anat["name"], measured))
+            lh = np.array([meas[f"lh_{g}"] for g in regions])
+            rh = np.array([meas[f"rh_{g}"] for g in regions])
+            volumes = {k: v for k, v in meas.items() if not k.startswith(("lh_", "rh_"))}
+            etiv_measured = p.etiv * rng.normal(1.0, 0.01)
+            fs.write_subject(fs_root / name, volumes, lh, rh, regions, area * (p.etiv / an.REFERENCE_ETIV) ** (2 / 3),
+                             etiv_measured, rng, sx["flavour"])
+            row = {"participant_id": p.participant_id, "session_id": r["session_id"]}
+            latent = {**row, "site": p.site, "brain_age": brain_age[i], "acceleration": p.acceleration,
+                      "severity": r["severity"], "amyloid_load": p.amyloid_load, "etiv": p.etiv,
+                      "fs_flavour": sx["flavour"]}
+            if spec["images"]:
+                row["t1w"] = f"../images/{cohort}/{name}_T1w.nii.gz"
+                pose_cfg = cfg["pose"]
+                task = {
+                    "path": str(img_root / f"{name}_T1w.nii.gz"),
+                    "seed": int(rng.integers(2**31)),
+                    "loss": np.clip(0.1 - rel[i], 0.0, 0.9) * is_tissue.to_numpy(),
+                    "ventricle_scale": float(np.mean(1 + rel[i, vent_idx]) ** (1 / 3)),
+                    "amyloid_signal": cfg["amyloid_signal"] * max(p.amyloid_load, 0.0),
+                    "angles": rng.uniform(-pose_cfg["max_rotation_deg"], pose_cfg["max_rotation_deg"], 3).tolist(),
+                    "translation": rng.uniform(-pose_cfg["max_translation_mm"], pose_cfg["max_translation_mm"], 3).tolist(),
+                    "scale": float((p.etiv / an.REFERENCE_ETIV) ** (1 / 3)),
+                    "orientation": "RAS" if rng.random() >= cfg["non_ras_fraction"] else str(rng.choice(im.ORIENTATIONS[1:])),
+                    **{k: sx[k] for k in ("intensity_scale", "bias_strength", "noise_sd", "gm_contrast")},
+                }
+                tasks.append(task)
+                latent.update({k: task[k] for k in ("scale", "orientation", "amyloid_signal", "ventricle_scale")})
+                latent.update({f"rotation_{a}": v for a, v in zip("xyz", task["angles"])})
+                latent.update({f"translation_{a}": v for a, v in zip("xyz", task["translation"])})
+            row.update({"age": round(r["age"], 2), "sex": p.sex, "site": p.site, "diagnosis": r["diagnosis"]})
+            for col in ("amyloid", "years_to_ad", "followup_years"):
+                if cohort == "evaluate":
+                    v = r[col]
+                    row[col] = "" if v is None else (v if col == "amyloid" else round(v, 2))
+            if cohort == "gwas":
+                row["genotype_id"] = f"G{p.participant_id}"
+            table_rows.append(row)
+            latent_rows.append(latent)
+        table = pd.DataFrame(table_rows)
+        if cohort == "gwas":
+            # a few imaged people were never genotyped
+            missing = rng.random(len(table)) < 1 - genetics["imaged_genotyped_fraction"]
+            table.loc[missing, "genotype_id"] = ""
+        _write_tsv(table, out / "participants" / f"{cohort}.tsv")
+        _write_tsv(pd.DataFrame(latent_rows), out / "truth" / f"{cohort}_latent.tsv")
+        truth["cohorts"][cohort] = {"images": len(table), "subjects": len(people)}
+
+        if cohort == "gwas":
+            iids = [f"Ggwa{i + 1:05d}" for i in range(spec["n_subjects"])]
+            iids += [f"Gext{i + 1:05d}" for i in range(genetics["genotyped_only"])]
+            gt.write_plink(panel, out / "genotypes" / "gwas", iids, reported)
+            gt.write_cell_type_beds(rng, panel.variants, effects, out / "annotations", cfg["cell_types"],
+                                    cfg["enriched_cell_type"])
+            _write_tsv(effects, out / "truth" / "causal_variants.tsv")
+            _write_tsv(pd.DataFrame({
+                "iid": iids, "reported_sex": reported, "genetic_sex": panel.genetic_sex,
+                "ancestry": panel.ancestry,
+                "related_to": [iids[j] if j >= 0 else "" for j in panel.related_to],
+                "high_missing": np.isin(np.arange(len(iids)), panel.high_missing_samples),
+            }), out / "truth" / "genotype_samples.tsv")
+            kinds = panel.variants["kind"].value_counts().to_dict()
+            truth.update({
+                "causal_variants": effects["snp"].tolist(),
+                "strong_locus": {**effects.iloc[0][["snp", "chrom"]].to_dict(), "pos": int(effects.iloc[0]["pos"]),
+                                 "variance_fraction": genetics["strong_locus_variance"]},
+                "bag_snp_h2": genetics["bag_snp_h2"],
+                "acceleration_sd": noise["acceleration_sd"],
+                "enriched_cell_type": cfg["enriched_cell_type"],
+                "cell_types": list(cfg["cell_types"]),
+                "planted_variants": {k: int(v) for k, v in kinds.items()},
+                "sex_mismatches": [iids[i] for i in np.flatnonzero(panel.genetic_sex != reported)],
+                "related_pairs": [[iids[j], iids[i]] for i, j in enumerate(panel.related_to) if j >= 0],
+                "high_missing_samples": [iids[i] for i in panel.high_missing_samples],
+            })
+
+    if tasks:
+        centroids = anat[["x", "y", "z"]].to_numpy(float)
+        sigmas = np.where(anat["kind"] == "thickness", 14.0, 6.0)
+        _SPACE = im.load_template_space(cfg["voxel_size_mm"], centroids, sigmas)
+        log.info("rendering %d images at %.1f mm with %d process(es)", len(tasks), cfg["voxel_size_mm"], threads)
+        if threads > 1:
+            with get_context("fork").Pool(threads) as pool:
+                pool.map(_render_one, tasks, chunksize=4)
+        else:
+            for task in tasks:
+                _render_one(task)
+    truth["planted_image_signal"] = (
+        "grey-matter intensity rises with latent amyloid load (amyloid_signal * max(load, 0)) in a "
+        f"Gaussian region (sigma {im.PCC_SIGMA} mm) at MNI {im.PCC_CENTRE}; thickness and volumes do not carry it")
+    tmp = out / ".ground_truth.json.tmp"
+    tmp.write_text(json.dumps(truth, indent=2, default=str))
+    tmp.replace(out / "ground_truth.json")
+    return truth
+
+
+def _write_tsv(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    tmp.replace(path)
