@@ -8,10 +8,11 @@ and ``scripts/recon-all.done`` in the exact format of FreeSurfer 7.2
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from rnce.io import write_text
 
 # the 45 rows of aseg.stats as FreeSurfer 6/7 write them: (SegId, StructName)
 ASEG_ROWS = [
@@ -59,12 +60,6 @@ def _fs_name(structure: str, flavour: str) -> str:
     if flavour == "fs6" and structure.endswith("-Thalamus"):
         return structure + "-Proper"
     return structure
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _header(title: str, program: str, cmdline: str, subject: str, flavour: str) -> list[str]:
@@ -147,7 +142,7 @@ def write_aseg_stats(path: Path, subject: str, volumes: dict[str, float], etiv: 
             f"{index:3d} {seg_id:3d} {nvox:9d} {volume:9.1f}  {_fs_name(name, flavour):<32s}"
             f"{mean:10.4f} {sd:10.4f} {vmin:10.4f} {vmax:10.4f} {vmax - vmin:10.4f} "
         )
-    _write_atomic(path, "\n".join(lines) + "\n")
+    write_text("\n".join(lines) + "\n", path)
 
 
 def write_aparc_stats(path: Path, subject: str, hemi: str, regions: list[str], thickness: np.ndarray,
@@ -181,7 +176,7 @@ def write_aparc_stats(path: Path, subject: str, hemi: str, regions: list[str], t
             f"{rng.uniform(0.4, 0.7):5.3f} {rng.uniform(0.09, 0.14):9.3f} {rng.uniform(0.01, 0.04):9.3f} "
             f"{int(surf / 80):8d} {surf / 700:7.1f}"
         )
-    _write_atomic(path, "\n".join(lines) + "\n")
+    write_text("\n".join(lines) + "\n", path)
 
 
 def write_recon_all_done(path: Path, subject: str, flavour: str = "fs7") -> None:
@@ -192,7 +187,7 @@ def write_recon_all_done(path: Path, subject: str, flavour: str = "fs7") -> None
         "PROCESSOR x86_64", "OS Linux", f"VERSION {version} ({build})",
         "CMDPATH /usr/local/freesurfer/bin/recon-all", f"CMDARGS -all -s {subject} -i T1w.nii.gz",
     ])
-    _write_atomic(path, text + "\n")
+    write_text(text + "\n", path)
 
 
 def write_subject(subject_dir: Path, volumes: dict[str, float], lh: np.ndarray, rh: np.ndarray,

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rnce.io import atomic_path
+
 ALLELE_PAIRS = [("A", "C"), ("A", "G"), ("C", "T"), ("G", "T"), ("C", "A"), ("G", "A"), ("T", "C"), ("T", "G")]
 N_FOUNDERS = 8
 COPY_NOISE = 0.01
@@ -226,6 +228,5 @@ def write_cell_type_beds(rng: np.random.Generator, variants: pd.DataFrame, causa
         bed = pd.DataFrame(rows, columns=["chrom", "start", "end"])
         bed["k"] = bed["chrom"].str[3:].astype(int)
         bed = bed.sort_values(["k", "start"]).drop(columns="k")
-        tmp = out_dir / f".{cell}.bed.tmp"
-        bed.to_csv(tmp, sep="\t", header=False, index=False)
-        tmp.replace(out_dir / f"{cell}.bed")
+        with atomic_path(out_dir / f"{cell}.bed") as tmp:
+            bed.to_csv(tmp, sep="\t", header=False, index=False)

@@ -25,6 +25,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from rnce.io import atomic_path, write_text, write_tsv
 from rnce.simulate import anatomy as an
 from rnce.simulate import freesurfer as fs
 from rnce.simulate import genotypes as gt
@@ -123,10 +124,8 @@ def _render_one(task: dict) -> None:
     data, affine = im.render(space, intensity, pose, rng, task["intensity_scale"], task["bias_strength"],
                              task["noise_sd"])
     img = im.to_nifti(data, affine, task["orientation"])
-    path = Path(task["path"])
-    tmp = path.with_name(".tmp_" + path.name)
-    nib.save(img, tmp)
-    os.replace(tmp, path)
+    with atomic_path(task["path"]) as tmp:
+        nib.save(img, tmp)
 
 
 def simulate_world(cfg: dict, out_dir: str | os.PathLike, threads: int = 1) -> dict:
@@ -230,8 +229,8 @@ def simulate_world(cfg: dict, out_dir: str | os.PathLike, threads: int = 1) -> d
             # a few imaged people were never genotyped
             missing = rng.random(len(table)) < 1 - genetics["imaged_genotyped_fraction"]
             table.loc[missing, "genotype_id"] = ""
-        _write_tsv(table, out / "participants" / f"{cohort}.tsv")
-        _write_tsv(pd.DataFrame(latent_rows), out / "truth" / f"{cohort}_latent.tsv")
+        write_tsv(table, out / "participants" / f"{cohort}.tsv")
+        write_tsv(pd.DataFrame(latent_rows), out / "truth" / f"{cohort}_latent.tsv")
         truth["cohorts"][cohort] = {"images": len(table), "subjects": len(people)}
 
         if cohort == "gwas":
@@ -240,8 +239,8 @@ def simulate_world(cfg: dict, out_dir: str | os.PathLike, threads: int = 1) -> d
             gt.write_plink(panel, out / "genotypes" / "gwas", iids, reported)
             gt.write_cell_type_beds(rng, panel.variants, effects, out / "annotations", cfg["cell_types"],
                                     cfg["enriched_cell_type"])
-            _write_tsv(effects, out / "truth" / "causal_variants.tsv")
-            _write_tsv(pd.DataFrame({
+            write_tsv(effects, out / "truth" / "causal_variants.tsv")
+            write_tsv(pd.DataFrame({
                 "iid": iids, "reported_sex": reported, "genetic_sex": panel.genetic_sex,
                 "ancestry": panel.ancestry,
                 "related_to": [iids[j] if j >= 0 else "" for j in panel.related_to],
@@ -276,13 +275,5 @@ def simulate_world(cfg: dict, out_dir: str | os.PathLike, threads: int = 1) -> d
     truth["planted_image_signal"] = (
         "grey-matter intensity rises with latent amyloid load (amyloid_signal * max(load, 0)) in a "
         f"Gaussian region (sigma {im.PCC_SIGMA} mm) at MNI {im.PCC_CENTRE}; thickness and volumes do not carry it")
-    tmp = out / ".ground_truth.json.tmp"
-    tmp.write_text(json.dumps(truth, indent=2, default=str))
-    tmp.replace(out / "ground_truth.json")
+    write_text(json.dumps(truth, indent=2, default=str), out / "ground_truth.json")
     return truth
-
-
-def _write_tsv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    tmp.replace(path)

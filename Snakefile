@@ -1,0 +1,22 @@
+# rnce: T1w MRI -> R-NCE imaging biomarkers -> brain age -> GWAS -> LDSC.
+# Thin on purpose: the logic lives in the package src/rnce (see ARCHITECTURE in README.md).
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/inventory.smk"
+
+
+rule all:
+    input:
+        all_outputs,
+    default_target: True

@@ -1,0 +1,40 @@
+# Header inventory of every image, per shard: what each file is, or why it cannot be used.
+
+
+rule inventory_shard:
+    input:
+        shard_images,
+    output:
+        f"{RESULTS}/inventory/{{cohort}}/shard-{{shard}}.tsv",
+    params:
+        records=shard_records,
+    log:
+        f"{RESULTS}/logs/inventory/{{cohort}}/shard-{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/inventory/{{cohort}}/shard-{{shard}}.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../scripts/inventory_shard.py"
+
+
+rule inventory_cohort:
+    input:
+        cohort_inventories,
+    output:
+        f"{RESULTS}/inventory/{{cohort}}.tsv",
+    log:
+        f"{RESULTS}/logs/inventory/{{cohort}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/inventory/{{cohort}}.tsv"
+    localrule: True
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../scripts/inventory_cohort.py"
