@@ -75,7 +75,7 @@ def _check_column(values: pd.Series, name: str, spec: dict, lines: np.ndarray) -
     present = values != ""
     kind = spec.get("type", "string")
     if kind in ("number", "integer"):
-        converted = pd.to_numeric(values.where(present), errors="coerce")
+        converted = pd.to_numeric(values.where(present), errors="coerce").astype(float)
         bad = present & converted.isna()
         for i in np.flatnonzero(bad.to_numpy()):
             problems.append(Problem(lines[i], name, f"'{values.iloc[i]}' is not a number"))
@@ -227,13 +227,13 @@ def read_bids(root: str | os.PathLike, *, images: bool = True) -> pd.DataFrame:
     ``ses-1``); a session-less dataset gets ``session_id`` "ses-1"; several
     runs of one session give "ses-1_run-2".
     """
-    from bids import BIDSLayout
+    from bids import BIDSLayout, BIDSLayoutIndexer
 
     root = Path(root)
     table = root / "participants.tsv"
     if not table.exists():
         raise CohortError(f"BIDS root {root} has no participants.tsv")
-    layout = BIDSLayout(str(root), validate=False, index_metadata=False)
+    layout = BIDSLayout(str(root), validate=False, indexer=BIDSLayoutIndexer(index_metadata=False))
     subjects = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False)
     if "participant_id" not in subjects.columns:
         raise CohortError(f"{table}, column 'participant_id': required column is missing")

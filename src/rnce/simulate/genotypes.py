@@ -22,7 +22,8 @@ import pandas as pd
 from rnce.io import atomic_path
 
 ALLELE_PAIRS = [("A", "C"), ("A", "G"), ("C", "T"), ("G", "T"), ("C", "A"), ("G", "A"), ("T", "C"), ("T", "G")]
-N_FOUNDERS = 8
+N_FOUNDERS = 20
+FOUNDER_ALPHA = 1.0
 COPY_NOISE = 0.01
 X_CHROM = "23"
 
@@ -72,7 +73,7 @@ def simulate_panel(rng: np.random.Generator, n_samples: int, reported_sex: np.nd
     high_missing_variants, high_missing_samples, missing_rate.
     """
     ancestry = (rng.random(n_samples) < cfg["second_ancestry_fraction"]).astype(int)
-    weights = [rng.dirichlet(np.full(N_FOUNDERS, 0.7)) for _ in range(2)]
+    weights = [rng.dirichlet(np.full(N_FOUNDERS, FOUNDER_ALPHA)) for _ in range(2)]
     related_to = np.full(n_samples, -1)
     pairs = rng.choice(n_samples, size=(cfg["related_pairs"], 2), replace=False)
     related_to[pairs[:, 1]] = pairs[:, 0]
@@ -89,14 +90,17 @@ def simulate_panel(rng: np.random.Generator, n_samples: int, reported_sex: np.nd
     for chrom in chromosomes:
         n_var = cfg["x_variants"] if chrom == X_CHROM else cfg["variants_per_chromosome"]
         pos = np.cumsum(rng.integers(200, 3000, n_var)) + 10_000
-        chrom_cols = []
-        for size in _blocks(rng, n_var, tuple(cfg["ld_block_size"])):
-            haps = _haplotype_block(rng, n_samples, size, ancestry, weights, related_to)
-            if chrom == X_CHROM:
-                male = genetic_sex == "M"
-                haps[male, 1, :] = haps[male, 0, :]  # hemizygous: coded homozygous
-            chrom_cols.append(haps.sum(axis=1).astype(np.float32))
-        geno = np.concatenate(chrom_cols, axis=1)
+        if chrom == X_CHROM:
+            # independent variants without structure, so that the X-based sex check is clean
+            haps = rng.random((n_samples, 2, n_var)) < rng.uniform(0.1, 0.5, n_var)
+            male = genetic_sex == "M"
+            haps[male, 1, :] = haps[male, 0, :]  # hemizygous: coded homozygous
+            geno = haps.sum(axis=1).astype(np.float32)
+        else:
+            geno = np.concatenate([
+                _haplotype_block(rng, n_samples, size, ancestry, weights, related_to).sum(axis=1)
+                for size in _blocks(rng, n_var, tuple(cfg["ld_block_size"]))
+            ], axis=1).astype(np.float32)
         pairs_idx = rng.integers(0, len(ALLELE_PAIRS), n_var)
         for j in range(n_var):
             a0, a1 = ALLELE_PAIRS[pairs_idx[j]]
@@ -146,7 +150,8 @@ def causal_effects(rng: np.random.Generator, panel: Panel, n_causal: int, h2: fl
                    strong_fraction: float, variance: float) -> tuple[pd.DataFrame, np.ndarray]:
     """Pick causal variants and return them with the genetic value of every sample.
 
-    The genetic values have variance ``h2 * variance`` in this sample: a strong
+    The genetic values have variance ``h2 * variance`` in this sample (exactly:
+    the polygenic part is made orthogonal to the strong locus): a strong
     locus takes ``strong_fraction * variance`` of it, ``n_causal`` polygenic
     variants share the rest.
     """
@@ -165,10 +170,11 @@ def causal_effects(rng: np.random.Generator, panel: Panel, n_causal: int, h2: fl
         x = np.where(np.isnan(x), mean, x)
         return (x - mean) / x.std(axis=0)
 
+    x_strong = standardised(np.array([strong]))[:, 0]
     beta = rng.normal(0.0, 1.0, len(poly))
     g_poly = standardised(poly) @ beta
+    g_poly -= (g_poly @ x_strong) / len(x_strong) * x_strong  # exact variance split in this sample
     g_poly *= np.sqrt(max(h2 - strong_fraction, 0.0) * variance) / g_poly.std()
-    x_strong = standardised(np.array([strong]))[:, 0]
     sign = 1.0 if rng.random() < 0.5 else -1.0
     g_strong = sign * np.sqrt(strong_fraction * variance) * x_strong
     effects = pd.DataFrame({
@@ -178,6 +184,14 @@ def causal_effects(rng: np.random.Generator, panel: Panel, n_causal: int, h2: fl
         "role": ["strong"] + ["polygenic"] * len(poly),
     })
     return effects, g_poly + g_strong
+
+
+def environmental_noise(rng: np.random.Generator, genetic: np.ndarray, variance: float) -> np.ndarray:
+    """Noise of exactly ``variance`` in this sample, uncorrelated with the genetic values."""
+    e = rng.normal(0.0, 1.0, len(genetic))
+    g = genetic - genetic.mean()
+    e -= e.mean() + (e @ g) / max(g @ g, 1e-12) * g
+    return e * np.sqrt(variance) / e.std()
 
 
 def write_plink(panel: Panel, prefix: Path, iids: list[str], reported_sex: np.ndarray) -> None:

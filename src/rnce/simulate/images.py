@@ -107,7 +107,9 @@ def load_template_space(voxel_size: float, centroids: np.ndarray, sigmas: np.nda
     field_affine[:3, 3] = target[:3, 3]
     field_xyz = _world_coords(field_shape, field_affine)
     d2 = ((field_xyz[None, :, :] - centroids[:, None, :]) ** 2).sum(-1)
-    k = np.exp(-d2 / (2 * sigmas[:, None] ** 2))
+    # narrow kernels (small structures) get a larger amplitude so they dominate near their centre
+    amplitude = (sigmas.max() / sigmas) ** 2
+    k = amplitude[:, None] * np.exp(-d2 / (2 * sigmas[:, None] ** 2))
     kernels = (k / (k.sum(0, keepdims=True) + 0.05)).astype(np.float32)
     return TemplateSpace(target, gm, wm, mask, head_distance, ventricle, pcc, kernels,
                          field_shape, voxel_size)

@@ -96,7 +96,7 @@ def _sessions(rng: np.random.Generator, cohort: str, spec: dict, people: list[an
                     "person": p, "session_id": f"ses-{k + 1:02d}", "age": age0 + t, "severity": d,
                     "diagnosis": x,
                     "amyloid": int(p.amyloid_load > AMYLOID_POSITIVE) if measured else None,
-                    "years_to_ad": (ad_times[0] - t) if ad_times and ad_times[0] >= t else None,
+                    "years_to_ad": max(ad_times[0] - t, 0.0) if ad_times else None,
                     "followup_years": times[-1] - t,
                 })
             continue
@@ -157,7 +157,7 @@ def simulate_world(cfg: dict, out_dir: str | os.PathLike, threads: int = 1) -> d
             var = noise["acceleration_sd"] ** 2
             effects, g_value = gt.causal_effects(rng, panel, genetics["n_causal"], genetics["bag_snp_h2"],
                                                  genetics["strong_locus_variance"], var)
-            env = rng.normal(0.0, np.sqrt((1 - genetics["bag_snp_h2"]) * var), n_geno)
+            env = gt.environmental_noise(rng, g_value, (1 - genetics["bag_snp_h2"]) * var)
             acceleration = (g_value + env)[: spec["n_subjects"]]
             sexes = reported[: spec["n_subjects"]]
         people, sites = _people(rng, cohort, spec, anat, noise, acceleration, sexes)
