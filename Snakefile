@@ -12,6 +12,8 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+if config.get("simulate", {}) is None:  # `simulate: null`: no simulated world
+    del config["simulate"]
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

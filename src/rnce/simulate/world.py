@@ -142,8 +142,8 @@ def simulate_world(cfg: dict, out_dir: str | os.PathLike, threads: int = 1) -> d
     vent_idx = [int(np.flatnonzero(anat["name"] == v)[0]) for v in VENTRICLES]
 
     truth: dict = {"sites": {}, "cohorts": {}, "seed": cfg["seed"], "voxel_size_mm": cfg["voxel_size_mm"]}
-    (out / "participants").mkdir(parents=True, exist_ok=True)
-    (out / "truth").mkdir(parents=True, exist_ok=True)
+    for folder in ("participants", "truth", "images", "freesurfer"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
     tasks: list[dict] = []
     gen = cfg["cohorts"].get("gwas")
     genetics = cfg["genetics"]

@@ -1,0 +1,85 @@
+"""The workflow: every config builds its DAG, bad config and tables fail before any job, the tiny world runs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, TINY_CONFIG, good_table, run_snakemake
+
+CONFIGS = [ROOT / "config" / "config.yaml", ROOT / "config" / "genetics_scale.yaml", TINY_CONFIG]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_dag_builds_for_every_config(config, tmp_path):
+    result = run_snakemake("-n", "--configfile", str(config), "--directory", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "simulate" in result.stdout
+
+
+def _config_with(tmp_path: Path, **changes) -> Path:
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config.update(changes)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("changes,expected", [
+    ({"colour": "blue"}, "'colour' was unexpected"),
+    ({"sharding": {"images_per_shard": "many"}}, "'many' is not of type 'integer'"),
+    ({"cohorts": {"x": {"participants": "p.tsv", "roles": ["pretraining"]}}}, "'pretraining' is not one of"),
+])
+def test_bad_config_is_an_error_naming_the_key(tmp_path, changes, expected):
+    result = run_snakemake("-n", "--configfile", str(_config_with(tmp_path, **changes)), "--directory", str(tmp_path))
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
+
+
+def test_bad_table_fails_before_any_job_runs(tmp_path):
+    table = good_table(tmp_path)
+    table["age"] = table["age"].astype(str)
+    table.loc[2, "age"] = "old"
+    table.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    config = {"results": "out", "simulate": None,
+              "cohorts": {"mine": {"participants": str(tmp_path / "participants.tsv"), "roles": ["pretrain"]}}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = run_snakemake("--cores", "1", "--configfile", str(path), "--directory", str(tmp_path))
+    assert result.returncode != 0
+    assert f"{tmp_path / 'participants.tsv'}, line 4, column 'age': 'old' is not a number" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_tiny_world_runs_end_to_end_and_reruns_nothing(tmp_path):
+    result = run_snakemake("--cores", "2", "--configfile", str(TINY_CONFIG), "--directory", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "results_tiny"
+    inventory = pd.read_csv(out / "inventory" / "evaluate.tsv", sep="\t")
+    participants = pd.read_csv(out / "demo" / "participants" / "evaluate.tsv", sep="\t")
+    assert len(inventory) == len(participants) and (inventory["status"] == "ok").all()
+    assert set(inventory["orientation"]) > {"RAS"}
+    assert not (out / "inventory" / "gwas.tsv").exists()  # the tiny gwas cohort has no images
+    ids = set(participants["participant_id"])
+    shard_files = [p.name for p in (out / "inventory").rglob("*")]
+    assert shard_files and not any(pid in name for name in shard_files for pid in ids)
+    again = run_snakemake("-n", "--configfile", str(TINY_CONFIG), "--directory", str(tmp_path))
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_every_rule_has_log_benchmark_conda_and_no_run_block():
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        text = smk.read_text()
+        blocks = re.split(r"^(?:rule|checkpoint) ", text, flags=re.M)[1:]
+        for block in blocks:
+            name = block.split(":")[0]
+            for directive in ("log:", "benchmark:", "conda:", "resources:"):
+                assert f"    {directive}" in block, f"{smk.name}: rule {name} lacks {directive}"
+            assert "    run:" not in block and "lambda" not in block, f"{smk.name}: rule {name}"
+            env = re.search(r'conda:\s*\n\s*"([^"]+)"', block)
+            assert env and (smk.parent / env.group(1)).resolve().exists(), f"{name}: env file missing"
+    assert shutil.which("snakemake") or (ROOT / ".venv" / "bin" / "snakemake").exists()
