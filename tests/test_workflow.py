@@ -83,3 +83,23 @@ def test_every_rule_has_log_benchmark_conda_and_no_run_block():
             env = re.search(r'conda:\s*\n\s*"([^"]+)"', block)
             assert env and (smk.parent / env.group(1)).resolve().exists(), f"{name}: env file missing"
     assert shutil.which("snakemake") or (ROOT / ".venv" / "bin" / "snakemake").exists()
+
+
+def _schema_keys(node: dict, definitions: dict) -> set[str]:
+    if "$ref" in node:
+        node = definitions[node["$ref"].split("/")[-1]]
+    keys = set()
+    for name, sub in node.get("properties", {}).items():
+        keys.add(name)
+        keys |= _schema_keys(sub, definitions)
+    if isinstance(node.get("additionalProperties"), dict):
+        keys |= _schema_keys(node["additionalProperties"], definitions)
+    return keys
+
+
+def test_config_readme_documents_every_key():
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    readme = (ROOT / "config" / "README.md").read_text()
+    documented = {part for token in re.findall(r"`([\w.<>/]+)`", readme) for part in token.split(".")}
+    missing = _schema_keys(schema, schema.get("definitions", {})) - documented
+    assert not missing, f"config/README.md does not document {sorted(missing)}"
