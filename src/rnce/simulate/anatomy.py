@@ -115,9 +115,9 @@ def draw_person(
 
 
 def visit_times(rng: np.random.Generator, max_visits: int) -> np.ndarray:
-    """Years since baseline of a subject's visits (ADNI-like spacing of about a year)."""
+    """Years since baseline of a subject's visits (ADNI-like spacing of one to two years)."""
     n = int(rng.integers(1, max_visits + 1))
-    gaps = rng.uniform(0.8, 1.6, n - 1)
+    gaps = rng.uniform(0.8, 2.2, n - 1)
     return np.concatenate([[0.0], np.cumsum(gaps)])
 
 

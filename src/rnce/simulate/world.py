@@ -251,6 +251,8 @@ def simulate_world(cfg: dict, out_dir: str | os.PathLike, threads: int = 1) -> d
                 "causal_variants": effects["snp"].tolist(),
                 "strong_locus": {**effects.iloc[0][["snp", "chrom"]].to_dict(), "pos": int(effects.iloc[0]["pos"]),
                                  "variance_fraction": genetics["strong_locus_variance"]},
+                # SNP heritability of the latent brain-age acceleration; a BAG estimated from
+                # features has bag_snp_h2 times its reliability (its squared correlation with it)
                 "bag_snp_h2": genetics["bag_snp_h2"],
                 "acceleration_sd": noise["acceleration_sd"],
                 "enriched_cell_type": cfg["enriched_cell_type"],
