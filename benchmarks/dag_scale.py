@@ -72,7 +72,7 @@ def write_cohort(n_images: int, folder: Path) -> Path:
     images = folder / "images"
     images.mkdir(parents=True, exist_ok=True)
     pids = [f"sub{s:06d}" for s in subjects]
-    paths = [f"images/{p}_{s}_T1w.nii.gz" for p, s in zip(pids, sessions)]
+    paths = [f"images/{p}_{s}_T1w.nii.gz" for p, s in zip(pids, sessions, strict=True)]
     for p in paths:
         (folder / p).touch()
     table = pd.DataFrame({

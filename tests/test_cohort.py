@@ -6,7 +6,14 @@ import pandas as pd
 import pytest
 from conftest import good_table, write_image
 
-from rnce.cohort import CohortError, assign_shards, load_cohort, read_bids, read_participants, shard_count
+from rnce.cohort import (
+    CohortError,
+    assign_shards,
+    load_cohort,
+    read_bids,
+    read_participants,
+    shard_count,
+)
 
 
 def _write(folder, table):

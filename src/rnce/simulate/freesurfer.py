@@ -170,7 +170,7 @@ def write_aparc_stats(path: Path, subject: str, hemi: str, regions: list[str], t
         lines += [f"# TableCol {i:2d} ColHeader {col}", f"# TableCol {i:2d} FieldName {field}",
                   f"# TableCol {i:2d} Units     {unit}"]
     lines.append("# ColHeaders " + " ".join(c[0] for c in APARC_COLUMNS))
-    for name, thick, surf in zip(regions, thickness, area):
+    for name, thick, surf in zip(regions, thickness, area, strict=True):
         lines.append(
             f"{name:<40s} {int(surf * 1.45):5d} {int(surf):6d} {int(surf * thick):6d} {thick:6.3f} "
             f"{rng.uniform(0.4, 0.7):5.3f} {rng.uniform(0.09, 0.14):9.3f} {rng.uniform(0.01, 0.04):9.3f} "

@@ -234,7 +234,7 @@ def write_cell_type_beds(rng: np.random.Generator, variants: pd.DataFrame, causa
             n = int(coverage * (hi - lo) / np.mean(peak_width))
             starts = rng.integers(lo, hi, n)
             widths = rng.integers(*peak_width, n)
-            rows += [(f"chr{chrom}", int(s), int(s + w)) for s, w in zip(starts, widths)]
+            rows += [(f"chr{chrom}", int(s), int(s + w)) for s, w in zip(starts, widths, strict=True)]
         if cell == enriched:
             for rec in causal.itertuples():
                 half = int(rng.integers(500, 2500))

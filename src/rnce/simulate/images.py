@@ -118,7 +118,7 @@ def load_template_space(voxel_size: float, centroids: np.ndarray, sigmas: np.nda
 def atrophied_tissue(space: TemplateSpace, loss: np.ndarray, ventricle_scale: float) -> tuple[np.ndarray, np.ndarray]:
     """GM and WM maps after regional GM loss (0..1 per structure) and ventricle growth."""
     field = (space.kernels.T @ loss.astype(np.float32)).reshape(space.field_shape)
-    zoom = [t / f for t, f in zip(space.gm.shape, space.field_shape)]
+    zoom = [t / f for t, f in zip(space.gm.shape, space.field_shape, strict=True)]
     thin = np.clip(ndimage.zoom(field, zoom, order=1), 0.0, 0.9)[tuple(slice(0, s) for s in space.gm.shape)]
     centre = np.linalg.solve(space.affine, np.r_[VENTRICLE_CENTRE, 1.0])[:3]
     scale = 1.0 / max(ventricle_scale, 1e-3)
@@ -176,7 +176,7 @@ def render(space: TemplateSpace, intensity: np.ndarray, pose: np.ndarray, rng: n
     x, y, z = np.meshgrid(*grid, indexing="ij", sparse=True)
     terms = [x, y, z, x * y, x * z, y * z, x**2 - 0.33, y**2 - 0.33, z**2 - 0.33]
     coef = rng.normal(0.0, 1.0, len(terms))
-    log_bias = sum(c * t for c, t in zip(coef, terms)) * (bias_strength / 2.0)
+    log_bias = sum(c * t for c, t in zip(coef, terms, strict=True)) * (bias_strength / 2.0)
     img = img * np.exp(log_bias) * site_scale
     noisy = np.hypot(img + rng.normal(0.0, noise_sd, shape), rng.normal(0.0, noise_sd, shape))
     return noisy.astype(np.float32), affine

@@ -89,9 +89,9 @@ def _sessions(rng: np.random.Generator, cohort: str, spec: dict, people: list[an
             age0 = rng.uniform(lo, hi - times[-1]) if hi - times[-1] > lo else lo
             severities = np.minimum(d0 + rate * times, 1.0)
             dx = [an.diagnosis_of(d) for d in severities]
-            ad_times = [t for t, x in zip(times, dx) if x == "AD"]
+            ad_times = [t for t, x in zip(times, dx, strict=True) if x == "AD"]
             measured = rng.random() < spec.get("amyloid_measured_fraction", 0.8)
-            for k, (t, d, x) in enumerate(zip(times, severities, dx)):
+            for k, (t, d, x) in enumerate(zip(times, severities, dx, strict=True)):
                 records.append({
                     "person": p, "session_id": f"ses-{k + 1:02d}", "age": age0 + t, "severity": d,
                     "diagnosis": x,
@@ -145,7 +145,6 @@ def simulate_world(cfg: dict, out_dir: str | os.PathLike, threads: int = 1) -> d
     for folder in ("participants", "truth", "images", "freesurfer"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     tasks: list[dict] = []
-    gen = cfg["cohorts"].get("gwas")
     genetics = cfg["genetics"]
 
     for cohort, spec in cfg["cohorts"].items():
@@ -185,7 +184,7 @@ def simulate_world(cfg: dict, out_dir: str | os.PathLike, threads: int = 1) -> d
             sx = site_fx[p.site]
             name = f"{p.participant_id}_{r['session_id']}"
             measured = values[i] * (1 + sx["fs_offset"]) * (1 + rng.normal(0, noise["measurement_sd"], len(anat)))
-            meas = dict(zip(anat["name"], measured))
+            meas = dict(zip(anat["name"], measured, strict=True))
             lh = np.array([meas[f"lh_{g}"] for g in regions])
             rh = np.array([meas[f"rh_{g}"] for g in regions])
             volumes = {k: v for k, v in meas.items() if not k.startswith(("lh_", "rh_"))}
@@ -213,8 +212,8 @@ def simulate_world(cfg: dict, out_dir: str | os.PathLike, threads: int = 1) -> d
                 }
                 tasks.append(task)
                 latent.update({k: task[k] for k in ("scale", "orientation", "amyloid_signal", "ventricle_scale")})
-                latent.update({f"rotation_{a}": v for a, v in zip("xyz", task["angles"])})
-                latent.update({f"translation_{a}": v for a, v in zip("xyz", task["translation"])})
+                latent.update({f"rotation_{a}": v for a, v in zip("xyz", task["angles"], strict=True)})
+                latent.update({f"translation_{a}": v for a, v in zip("xyz", task["translation"], strict=True)})
             row.update({"age": round(r["age"], 2), "sex": p.sex, "site": p.site, "diagnosis": r["diagnosis"]})
             for col in ("amyloid", "years_to_ad", "followup_years"):
                 if cohort == "evaluate":
