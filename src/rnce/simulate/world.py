@@ -128,9 +128,106 @@ def _render_one(task: dict) -> None:
         nib.save(img, tmp)
 
 
+def _genetics(rng: np.random.Generator, n_imaged: int, genetics: dict, acceleration_sd: float):
+    """Genotype panel of the gwas cohort (imaged people first) and their brain-age acceleration."""
+    n_geno = n_imaged + genetics["genotyped_only"]
+    reported = np.where(rng.random(n_geno) < 0.5, "M", "F")
+    panel = gt.simulate_panel(rng, n_geno, reported, genetics)
+    var = acceleration_sd**2
+    effects, g_value = gt.causal_effects(rng, panel, genetics["n_causal"], genetics["bag_snp_h2"],
+                                         genetics["strong_locus_variance"], var)
+    env = gt.environmental_noise(rng, g_value, (1 - genetics["bag_snp_h2"]) * var)
+    iids = [f"Ggwa{i + 1:05d}" for i in range(n_imaged)] + [f"Gext{i + 1:05d}" for i in range(genetics["genotyped_only"])]
+    return panel, effects, reported, iids, (g_value + env)[:n_imaged]
+
+
+def _genetics_truth(panel: gt.Panel, effects: pd.DataFrame, reported: np.ndarray, iids: list[str],
+                    cfg: dict) -> dict:
+    genetics = cfg["genetics"]
+    return {
+        "causal_variants": effects["snp"].tolist(),
+        "strong_locus": {**effects.iloc[0][["snp", "chrom"]].to_dict(), "pos": int(effects.iloc[0]["pos"]),
+                         "variance_fraction": genetics["strong_locus_variance"]},
+        # SNP heritability of the latent brain-age acceleration; a BAG estimated from
+        # features has bag_snp_h2 times its reliability (its squared correlation with it)
+        "bag_snp_h2": genetics["bag_snp_h2"],
+        "acceleration_sd": cfg["noise"]["acceleration_sd"],
+        "enriched_cell_type": cfg["enriched_cell_type"],
+        "cell_types": list(cfg["cell_types"]),
+        "planted_variants": {k: int(v) for k, v in panel.variants["kind"].value_counts().items()},
+        "sex_mismatches": [iids[i] for i in np.flatnonzero(panel.genetic_sex != reported)],
+        "related_pairs": [[iids[j], iids[i]] for i, j in enumerate(panel.related_to) if j >= 0],
+        "high_missing_samples": [iids[i] for i in panel.high_missing_samples],
+    }
+
+
+def _write_genetics(out: Path, rng: np.random.Generator, panel: gt.Panel, effects: pd.DataFrame,
+                    reported: np.ndarray, iids: list[str], cfg: dict) -> None:
+    gt.write_plink(panel, out / "genotypes" / "gwas", iids, reported)
+    gt.write_cell_type_beds(rng, panel.variants, effects, out / "annotations", cfg["cell_types"],
+                            cfg["enriched_cell_type"])
+    write_tsv(effects, out / "truth" / "causal_variants.tsv")
+    write_tsv(pd.DataFrame({
+        "iid": iids, "reported_sex": reported, "genetic_sex": panel.genetic_sex, "ancestry": panel.ancestry,
+        "related_to": [iids[j] if j >= 0 else "" for j in panel.related_to],
+        "high_missing": np.isin(np.arange(len(iids)), panel.high_missing_samples),
+    }), out / "truth" / "genotype_samples.tsv")
+
+
+def _relative_to_template(anat: pd.DataFrame, values: np.ndarray, etiv: np.ndarray) -> np.ndarray:
+    """Relative difference of each structure from its base (volumes at the image's head size)."""
+    reference = np.tile(anat["base"].to_numpy(float), (len(values), 1))
+    is_volume = (anat["kind"] == "volume").to_numpy()
+    reference[:, is_volume] *= etiv[:, None] / an.REFERENCE_ETIV
+    return values / reference - 1.0
+
+
+def _image_task(rng: np.random.Generator, cfg: dict, path: Path, rel: np.ndarray, tissue: np.ndarray,
+                ventricles: list[int], person: an.Person, site: dict) -> dict:
+    """Everything needed to render one image, drawn now so that rendering can run in any order."""
+    pose = cfg["pose"]
+    return {
+        "path": str(path),
+        "seed": int(rng.integers(2**31)),
+        # the template stands for anatomy 10% thicker than base, so both directions show
+        "loss": np.clip(0.1 - rel, 0.0, 0.9) * tissue,
+        "ventricle_scale": float(np.mean(1 + rel[ventricles]) ** (1 / 3)),
+        "amyloid_signal": cfg["amyloid_signal"] * max(person.amyloid_load, 0.0),
+        "angles": rng.uniform(-pose["max_rotation_deg"], pose["max_rotation_deg"], 3).tolist(),
+        "translation": rng.uniform(-pose["max_translation_mm"], pose["max_translation_mm"], 3).tolist(),
+        "scale": float((person.etiv / an.REFERENCE_ETIV) ** (1 / 3)),
+        "orientation": "RAS" if rng.random() >= cfg["non_ras_fraction"] else str(rng.choice(im.ORIENTATIONS[1:])),
+        **{k: site[k] for k in ("intensity_scale", "bias_strength", "noise_sd", "gm_contrast")},
+    }
+
+
+def _clinical_columns(cohort: str, record: dict) -> dict:
+    row = {"age": round(record["age"], 2), "sex": record["person"].sex, "site": record["person"].site,
+           "diagnosis": record["diagnosis"]}
+    if cohort == "evaluate":
+        amyloid, years, follow = record["amyloid"], record["years_to_ad"], record["followup_years"]
+        row["amyloid"] = "" if amyloid is None else amyloid
+        row["years_to_ad"] = "" if years is None else round(years, 2)
+        row["followup_years"] = round(follow, 2)
+    return row
+
+
+def _render_all(tasks: list[dict], anat: pd.DataFrame, voxel_size: float, threads: int) -> None:
+    global _SPACE
+    centroids = anat[["x", "y", "z"]].to_numpy(float)
+    sigmas = np.where(anat["kind"] == "thickness", 14.0, 6.0)
+    _SPACE = im.load_template_space(voxel_size, centroids, sigmas)
+    log.info("rendering %d images at %.1f mm with %d process(es)", len(tasks), voxel_size, threads)
+    if threads > 1:
+        with get_context("fork").Pool(threads) as pool:
+            pool.map(_render_one, tasks, chunksize=4)
+    else:
+        for task in tasks:
+            _render_one(task)
+
+
 def simulate_world(cfg: dict, out_dir: str | os.PathLike, threads: int = 1) -> dict:
     """Write the simulated world described by the ``simulate`` config block; return the ground truth."""
-    global _SPACE
     out = Path(out_dir)
     rng = np.random.default_rng(cfg["seed"])
     anat = an.anatomy_table()
@@ -138,141 +235,73 @@ def simulate_world(cfg: dict, out_dir: str | os.PathLike, threads: int = 1) -> d
     dk = anat[(anat["kind"] == "thickness") & (anat["hemi"] == "lh")]
     regions = [n[3:] for n in dk["name"]]
     area = dk["surface_area"].to_numpy(float)
-    is_tissue = ~anat["name"].str.contains("|".join(NON_TISSUE))
-    vent_idx = [int(np.flatnonzero(anat["name"] == v)[0]) for v in VENTRICLES]
+    tissue = (~anat["name"].str.contains("|".join(NON_TISSUE))).to_numpy(float)
+    ventricles = [int(np.flatnonzero(anat["name"] == v)[0]) for v in VENTRICLES]
 
     truth: dict = {"sites": {}, "cohorts": {}, "seed": cfg["seed"], "voxel_size_mm": cfg["voxel_size_mm"]}
     for folder in ("participants", "truth", "images", "freesurfer"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     tasks: list[dict] = []
-    genetics = cfg["genetics"]
 
     for cohort, spec in cfg["cohorts"].items():
         acceleration = sexes = None
         if cohort == "gwas":
-            n_geno = spec["n_subjects"] + genetics["genotyped_only"]
-            reported = np.where(rng.random(n_geno) < 0.5, "M", "F")
-            panel = gt.simulate_panel(rng, n_geno, reported, genetics)
-            var = noise["acceleration_sd"] ** 2
-            effects, g_value = gt.causal_effects(rng, panel, genetics["n_causal"], genetics["bag_snp_h2"],
-                                                 genetics["strong_locus_variance"], var)
-            env = gt.environmental_noise(rng, g_value, (1 - genetics["bag_snp_h2"]) * var)
-            acceleration = (g_value + env)[: spec["n_subjects"]]
+            panel, effects, reported, iids, acceleration = _genetics(
+                rng, spec["n_subjects"], cfg["genetics"], noise["acceleration_sd"])
             sexes = reported[: spec["n_subjects"]]
         people, sites = _people(rng, cohort, spec, anat, noise, acceleration, sexes)
         site_fx = _site_effects(rng, sites, anat)
         truth["sites"][cohort] = sites
         records = _sessions(rng, cohort, spec, people)
         brain_age = np.array([r["age"] + r["person"].acceleration for r in records])
-        severity = np.array([r["severity"] for r in records])
-        idio = np.stack([r["person"].idiosyncrasy for r in records])
         etiv = np.array([r["person"].etiv for r in records])
-        values = an.true_values(anat, brain_age, severity, idio, etiv)
-        rel = values / (anat["base"].to_numpy()[None, :]) - 1.0
-        rel[:, (anat["kind"] == "volume").to_numpy()] = (
-            values[:, (anat["kind"] == "volume").to_numpy()]
-            / (anat["base"].to_numpy()[(anat["kind"] == "volume").to_numpy()][None, :] * etiv[:, None] / an.REFERENCE_ETIV)
-            - 1.0)
+        values = an.true_values(anat, brain_age, np.array([r["severity"] for r in records]),
+                                np.stack([r["person"].idiosyncrasy for r in records]), etiv)
+        rel = _relative_to_template(anat, values, etiv)
+        if spec["images"]:
+            (out / "images" / cohort).mkdir(parents=True, exist_ok=True)
 
         table_rows, latent_rows = [], []
-        fs_root = out / "freesurfer" / cohort
-        img_root = out / "images" / cohort
-        if spec["images"]:
-            img_root.mkdir(parents=True, exist_ok=True)
         for i, r in enumerate(records):
             p: an.Person = r["person"]
-            sx = site_fx[p.site]
+            site = site_fx[p.site]
             name = f"{p.participant_id}_{r['session_id']}"
-            measured = values[i] * (1 + sx["fs_offset"]) * (1 + rng.normal(0, noise["measurement_sd"], len(anat)))
+            measured = values[i] * (1 + site["fs_offset"]) * (1 + rng.normal(0, noise["measurement_sd"], len(anat)))
             meas = dict(zip(anat["name"], measured, strict=True))
-            lh = np.array([meas[f"lh_{g}"] for g in regions])
-            rh = np.array([meas[f"rh_{g}"] for g in regions])
-            volumes = {k: v for k, v in meas.items() if not k.startswith(("lh_", "rh_"))}
-            etiv_measured = p.etiv * rng.normal(1.0, 0.01)
-            fs.write_subject(fs_root / name, volumes, lh, rh, regions, area * (p.etiv / an.REFERENCE_ETIV) ** (2 / 3),
-                             etiv_measured, rng, sx["flavour"])
+            fs.write_subject(
+                out / "freesurfer" / cohort / name,
+                {k: v for k, v in meas.items() if not k.startswith(("lh_", "rh_"))},
+                np.array([meas[f"lh_{g}"] for g in regions]), np.array([meas[f"rh_{g}"] for g in regions]),
+                regions, area * (p.etiv / an.REFERENCE_ETIV) ** (2 / 3), p.etiv * rng.normal(1.0, 0.01), rng,
+                site["flavour"])
             row = {"participant_id": p.participant_id, "session_id": r["session_id"]}
             latent = {**row, "site": p.site, "brain_age": brain_age[i], "acceleration": p.acceleration,
                       "severity": r["severity"], "amyloid_load": p.amyloid_load, "etiv": p.etiv,
-                      "fs_flavour": sx["flavour"]}
+                      "fs_flavour": site["flavour"]}
             if spec["images"]:
                 row["t1w"] = f"../images/{cohort}/{name}_T1w.nii.gz"
-                pose_cfg = cfg["pose"]
-                task = {
-                    "path": str(img_root / f"{name}_T1w.nii.gz"),
-                    "seed": int(rng.integers(2**31)),
-                    "loss": np.clip(0.1 - rel[i], 0.0, 0.9) * is_tissue.to_numpy(),
-                    "ventricle_scale": float(np.mean(1 + rel[i, vent_idx]) ** (1 / 3)),
-                    "amyloid_signal": cfg["amyloid_signal"] * max(p.amyloid_load, 0.0),
-                    "angles": rng.uniform(-pose_cfg["max_rotation_deg"], pose_cfg["max_rotation_deg"], 3).tolist(),
-                    "translation": rng.uniform(-pose_cfg["max_translation_mm"], pose_cfg["max_translation_mm"], 3).tolist(),
-                    "scale": float((p.etiv / an.REFERENCE_ETIV) ** (1 / 3)),
-                    "orientation": "RAS" if rng.random() >= cfg["non_ras_fraction"] else str(rng.choice(im.ORIENTATIONS[1:])),
-                    **{k: sx[k] for k in ("intensity_scale", "bias_strength", "noise_sd", "gm_contrast")},
-                }
+                task = _image_task(rng, cfg, out / "images" / cohort / f"{name}_T1w.nii.gz", rel[i], tissue,
+                                   ventricles, p, site)
                 tasks.append(task)
                 latent.update({k: task[k] for k in ("scale", "orientation", "amyloid_signal", "ventricle_scale")})
                 latent.update({f"rotation_{a}": v for a, v in zip("xyz", task["angles"], strict=True)})
                 latent.update({f"translation_{a}": v for a, v in zip("xyz", task["translation"], strict=True)})
-            row.update({"age": round(r["age"], 2), "sex": p.sex, "site": p.site, "diagnosis": r["diagnosis"]})
-            for col in ("amyloid", "years_to_ad", "followup_years"):
-                if cohort == "evaluate":
-                    v = r[col]
-                    row[col] = "" if v is None else (v if col == "amyloid" else round(v, 2))
+            row.update(_clinical_columns(cohort, r))
             if cohort == "gwas":
-                row["genotype_id"] = f"G{p.participant_id}"
+                # a few imaged people were never genotyped
+                genotyped = rng.random() < cfg["genetics"]["imaged_genotyped_fraction"]
+                row["genotype_id"] = f"G{p.participant_id}" if genotyped else ""
             table_rows.append(row)
             latent_rows.append(latent)
-        table = pd.DataFrame(table_rows)
-        if cohort == "gwas":
-            # a few imaged people were never genotyped
-            missing = rng.random(len(table)) < 1 - genetics["imaged_genotyped_fraction"]
-            table.loc[missing, "genotype_id"] = ""
-        write_tsv(table, out / "participants" / f"{cohort}.tsv")
+        write_tsv(pd.DataFrame(table_rows), out / "participants" / f"{cohort}.tsv")
         write_tsv(pd.DataFrame(latent_rows), out / "truth" / f"{cohort}_latent.tsv")
-        truth["cohorts"][cohort] = {"images": len(table), "subjects": len(people)}
-
+        truth["cohorts"][cohort] = {"images": len(table_rows), "subjects": len(people)}
         if cohort == "gwas":
-            iids = [f"Ggwa{i + 1:05d}" for i in range(spec["n_subjects"])]
-            iids += [f"Gext{i + 1:05d}" for i in range(genetics["genotyped_only"])]
-            gt.write_plink(panel, out / "genotypes" / "gwas", iids, reported)
-            gt.write_cell_type_beds(rng, panel.variants, effects, out / "annotations", cfg["cell_types"],
-                                    cfg["enriched_cell_type"])
-            write_tsv(effects, out / "truth" / "causal_variants.tsv")
-            write_tsv(pd.DataFrame({
-                "iid": iids, "reported_sex": reported, "genetic_sex": panel.genetic_sex,
-                "ancestry": panel.ancestry,
-                "related_to": [iids[j] if j >= 0 else "" for j in panel.related_to],
-                "high_missing": np.isin(np.arange(len(iids)), panel.high_missing_samples),
-            }), out / "truth" / "genotype_samples.tsv")
-            kinds = panel.variants["kind"].value_counts().to_dict()
-            truth.update({
-                "causal_variants": effects["snp"].tolist(),
-                "strong_locus": {**effects.iloc[0][["snp", "chrom"]].to_dict(), "pos": int(effects.iloc[0]["pos"]),
-                                 "variance_fraction": genetics["strong_locus_variance"]},
-                # SNP heritability of the latent brain-age acceleration; a BAG estimated from
-                # features has bag_snp_h2 times its reliability (its squared correlation with it)
-                "bag_snp_h2": genetics["bag_snp_h2"],
-                "acceleration_sd": noise["acceleration_sd"],
-                "enriched_cell_type": cfg["enriched_cell_type"],
-                "cell_types": list(cfg["cell_types"]),
-                "planted_variants": {k: int(v) for k, v in kinds.items()},
-                "sex_mismatches": [iids[i] for i in np.flatnonzero(panel.genetic_sex != reported)],
-                "related_pairs": [[iids[j], iids[i]] for i, j in enumerate(panel.related_to) if j >= 0],
-                "high_missing_samples": [iids[i] for i in panel.high_missing_samples],
-            })
+            _write_genetics(out, rng, panel, effects, reported, iids, cfg)
+            truth.update(_genetics_truth(panel, effects, reported, iids, cfg))
 
     if tasks:
-        centroids = anat[["x", "y", "z"]].to_numpy(float)
-        sigmas = np.where(anat["kind"] == "thickness", 14.0, 6.0)
-        _SPACE = im.load_template_space(cfg["voxel_size_mm"], centroids, sigmas)
-        log.info("rendering %d images at %.1f mm with %d process(es)", len(tasks), cfg["voxel_size_mm"], threads)
-        if threads > 1:
-            with get_context("fork").Pool(threads) as pool:
-                pool.map(_render_one, tasks, chunksize=4)
-        else:
-            for task in tasks:
-                _render_one(task)
+        _render_all(tasks, anat, cfg["voxel_size_mm"], threads)
     truth["planted_image_signal"] = (
         "grey-matter intensity rises with latent amyloid load (amyloid_signal * max(load, 0)) in a "
         f"Gaussian region (sigma {im.PCC_SIGMA} mm) at MNI {im.PCC_CENTRE}; thickness and volumes do not carry it")
