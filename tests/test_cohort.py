@@ -137,5 +137,5 @@ def test_bids_root(tmp_path):
     assert table.loc[1, "age"] == 72.5 and table.loc[3, "age"] == 71
     assert (table["diagnosis"] == "unknown").all()
     (root / "participants.tsv").write_text("participant_id\tsex\tsite\tage\nsub-01\tX\ta\t70\nsub-02\tM\tb\t71\n")
-    with pytest.raises(CohortError, match="column 'sex': 'X' is not one of"):
+    with pytest.raises(CohortError, match=r"\(BIDS\), sub-01 ses-1, column 'sex': 'X' is not one of"):
         read_bids(root)

@@ -43,17 +43,23 @@ def load_schema() -> dict:
 
 @dataclass(frozen=True)
 class Problem:
-    line: int | None
+    line: int | str | None  # file line, or a row label where there is no file (BIDS)
     column: str | None
     message: str
 
     def render(self, source: str) -> str:
         where = source
-        if self.line is not None:
+        if isinstance(self.line, str):
+            where += f", {self.line}"
+        elif self.line is not None:
             where += f", line {self.line}"
         if self.column is not None:
             where += f", column '{self.column}'"
         return f"{where}: {self.message}"
+
+
+def _where(line: int | str) -> str:
+    return line if isinstance(line, str) else f"line {line}"
 
 
 def _raise(problems: list[Problem], source: str) -> None:
@@ -131,7 +137,8 @@ def validate_participants(
     images
         Whether every row must point at an existing image.
     lines
-        The file line of each row (default: row index + 2, a header line first).
+        The file line of each row (default: row index + 2, a header line first),
+        or a label per row where the rows do not come from one file.
 
     Returns
     -------
@@ -184,7 +191,7 @@ def validate_participants(
                     Problem(
                         lines[i],
                         "participant_id+session_id",
-                        f"duplicate of line {first[k]} ({k.replace(chr(9), ' / ')})",
+                        f"duplicate of {_where(first[k])} ({k.replace(chr(9), ' / ')})",
                     )
                 )
             else:
@@ -201,7 +208,8 @@ def validate_participants(
             for i, p in enumerate(paths):
                 if p is not None and not os.path.exists(p):
                     problems.append(Problem(lines[i], "t1w", f"image file does not exist: {p}"))
-    _raise(sorted(problems, key=lambda p: (p.line or 0)), source)
+    order = {line: i for i, line in enumerate(lines)}
+    _raise(sorted(problems, key=lambda p: order.get(p.line, -1)), source)
     return out.reset_index(drop=True)
 
 
@@ -258,7 +266,9 @@ def read_bids(root: str | os.PathLike, *, images: bool = True) -> pd.DataFrame:
     if not rows:
         raise CohortError(f"BIDS root {root}: no anat T1w images found: the cohort has no images")
     raw = pd.DataFrame(rows).fillna("").astype(str).sort_values(["participant_id", "session_id"])
-    return validate_participants(raw.reset_index(drop=True), f"{root} (BIDS)", images=images)
+    raw = raw.reset_index(drop=True)
+    labels = np.array([f"{p} {s}" for p, s in zip(raw["participant_id"], raw["session_id"], strict=True)])
+    return validate_participants(raw, f"{root} (BIDS)", images=images, lines=labels)
 
 
 def load_cohort(name: str, spec: dict) -> pd.DataFrame:
