@@ -20,6 +20,8 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/inventory.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/harmonize.smk"
 
 
 rule all:

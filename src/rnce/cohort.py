@@ -16,6 +16,7 @@ import hashlib
 import logging
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -27,6 +28,7 @@ import yaml
 log = logging.getLogger(__name__)
 
 ROLES = ("pretrain", "evaluate", "brain_age", "gwas")
+FEATURE_BACKENDS = ("subjects_dir", "recon_all", "ants")
 MAX_REPORTED = 20
 SHARD_WIDTH = 4
 
@@ -271,11 +273,44 @@ def read_bids(root: str | os.PathLike, *, images: bool = True) -> pd.DataFrame:
     return validate_participants(raw, f"{root} (BIDS)", images=images, lines=labels)
 
 
-def load_cohort(name: str, spec: dict) -> pd.DataFrame:
+def features_backend(name: str, spec: dict) -> str:
+    """The structural-feature backend of a cohort; ``auto`` resolves as ARCHITECTURE says.
+
+    An existing SUBJECTS_DIR (``subjects_dir`` given) is ingested; otherwise
+    recon-all runs if FreeSurfer is on PATH; otherwise the ANTs fallback.
+    """
+    backend = spec.get("features", "auto")
+    if backend == "auto":
+        if spec.get("subjects_dir"):
+            backend = "subjects_dir"
+        elif shutil.which("recon-all"):
+            backend = "recon_all"
+        else:
+            backend = "ants"
+    if backend not in FEATURE_BACKENDS:
+        raise CohortError(f"cohort '{name}': unknown features backend {backend!r}; one of {FEATURE_BACKENDS} or auto")
+    if backend == "subjects_dir" and not spec.get("subjects_dir"):
+        raise CohortError(f"cohort '{name}': features backend subjects_dir needs 'subjects_dir'")
+    if backend != "subjects_dir" and not spec.get("images", True):
+        raise CohortError(f"cohort '{name}': features backend {backend} needs images, but images is false")
+    return backend
+
+
+def image_key(cohort: str, participant_id: str, session_id: str) -> str:
+    """A pseudonymous key of one image (for per-image jobs' wildcards): 12 hex digits of a hash."""
+    return hashlib.blake2b(f"{cohort}\t{participant_id}\t{session_id}".encode(), digest_size=6).hexdigest()
+
+
+def load_cohort(name: str, spec: dict, results: str = "results") -> pd.DataFrame:
     """Read one configured cohort and check that its roles find what they need.
 
     ``spec`` is the cohort's config entry: ``participants`` (TSV) or ``bids``
-    (root), ``roles``, ``images`` (default true), ``genotypes`` for gwas.
+    (root), ``roles``, ``images`` (default true), ``genotypes`` for gwas,
+    ``features`` and ``subjects_dir`` for the structural features. Adds the
+    columns ``cohort``, ``features_backend`` and, for FreeSurfer backends,
+    ``freesurfer_dir`` (``{subjects_dir}/{freesurfer_id}``, by default
+    ``{participant_id}_{session_id}``; recon-all writes to
+    ``{results}/freesurfer/{cohort}`` unless ``subjects_dir`` is given).
     """
     roles = spec.get("roles", [])
     unknown = [r for r in roles if r not in ROLES]
@@ -304,6 +339,17 @@ def load_cohort(name: str, spec: dict) -> pd.DataFrame:
     if "evaluate" in roles and (table["diagnosis"] == "unknown").all():
         raise CohortError(f"{source}, column 'diagnosis': role evaluate needs diagnoses, all are unknown")
     table.insert(2, "cohort", name)
+    backend = features_backend(name, spec)
+    table["features_backend"] = backend
+    if backend != "ants":
+        subjects_dir = spec.get("subjects_dir") or f"{results}/freesurfer/{name}"
+        fs_id = table["freesurfer_id"] if "freesurfer_id" in table.columns else pd.Series(None, index=table.index)
+        fs_id = fs_id.fillna(table["participant_id"] + "_" + table["session_id"])
+        dup = fs_id.duplicated(keep=False)
+        if dup.any():
+            shown = ", ".join(sorted(set(fs_id[dup]))[:10])
+            raise CohortError(f"{source}, column 'freesurfer_id': several images map to one FreeSurfer subject: {shown}")
+        table["freesurfer_dir"] = [os.path.join(subjects_dir, f) for f in fs_id]
     return table
 
 

@@ -1,10 +1,13 @@
 # Cohort and shard tables, and the input functions of the rules. No logic beyond lookups:
 # reading and validating tables is rnce.cohort's job.
 import functools
+import os
 
 from rnce import cohort as cohorts_lib
+from rnce.features.extract import KEYS as FEATURE_KEYS
 
 RESULTS = config["results"]
+FS_STATS = ("aseg.stats", "lh.aparc.stats", "rh.aparc.stats")
 SIM_DIR = f"{RESULTS}/demo"
 IMAGES_PER_SHARD = config["sharding"]["images_per_shard"]
 SIMULATED = list((config.get("simulate") or {}).get("cohorts", {}))
@@ -27,7 +30,9 @@ IMAGED = [c for c in COHORTS if config["cohorts"][c].get("images", True)]
 
 @functools.cache
 def _loaded(name):
-    return cohorts_lib.assign_shards(cohorts_lib.load_cohort(name, config["cohorts"][name]), IMAGES_PER_SHARD)
+    table = cohorts_lib.load_cohort(name, config["cohorts"][name], RESULTS)
+    table["image_key"] = [cohorts_lib.image_key(name, p, s) for p, s in zip(table["participant_id"], table["session_id"])]
+    return cohorts_lib.assign_shards(table, IMAGES_PER_SHARD)
 
 
 def cohort_table(name):
@@ -66,6 +71,64 @@ def cohort_inventories(wildcards):
     return expand(f"{RESULTS}/inventory/{wildcards.cohort}/shard-{{shard}}.tsv", shard=shards(wildcards.cohort))
 
 
+def backend(name):
+    """The structural-feature backend of a cohort (resolved by rnce.cohort)."""
+    return cohorts_lib.features_backend(name, config["cohorts"][name])
+
+
+def features_inputs(wildcards):
+    """Input function of features_shard: what the shard's features are made from.
+
+    ants: the images; recon_all: the per-image recon-all markers; subjects_dir:
+    the stats files that exist (a subject without them is excluded, not missing).
+    """
+    rows = _shard_rows(wildcards)
+    kind = backend(wildcards.cohort)
+    if kind == "ants":
+        return rows["t1w"].tolist()
+    if kind == "recon_all":
+        return expand(f"{RESULTS}/features/recon_all/{wildcards.cohort}/{{key}}.done", key=rows["image_key"])
+    stats = [os.path.join(d, "stats", f) for d in rows["freesurfer_dir"] for f in FS_STATS]
+    return [f for f in stats if os.path.exists(f)]
+
+
+def features_records(wildcards):
+    """Params function of features_shard: the shard's rows, with covariates and sources."""
+    columns = FEATURE_KEYS + [c for c in ("t1w", "freesurfer_dir") if c in _shard_rows(wildcards)]
+    return _shard_rows(wildcards)[columns].to_dict("records")
+
+
+def features_backend_param(wildcards):
+    return backend(wildcards.cohort)
+
+
+def recon_all_row(wildcards):
+    table = cohort_table(wildcards.cohort)
+    return table[table["image_key"] == wildcards.key].iloc[0]
+
+
+def recon_all_image(wildcards):
+    return recon_all_row(wildcards)["t1w"]
+
+
+def recon_all_subject(wildcards):
+    """Params function: (subjects_dir, subject id) where recon-all writes this image's subject."""
+    folder = recon_all_row(wildcards)["freesurfer_dir"]
+    return {"subjects_dir": os.path.dirname(folder), "subject_id": os.path.basename(folder)}
+
+
+def all_feature_shards(wildcards):
+    return [f"{RESULTS}/features/shards/{c}/shard-{s}.tsv" for c in COHORTS for s in shards(c)]
+
+
+def all_exclusion_shards(wildcards):
+    return [f"{RESULTS}/features/shards/{c}/shard-{s}.exclusions.tsv" for c in COHORTS for s in shards(c)]
+
+
+def pretrain_cohorts():
+    return [c for c in COHORTS if "pretrain" in config["cohorts"][c]["roles"]]
+
+
 def simulated_genetics_outputs():
     """Genotypes and cell-type annotations, written when a gwas cohort is simulated."""
     if "gwas" not in SIMULATED:
@@ -79,9 +142,14 @@ def simulate_outputs():
 
 def all_outputs(wildcards):
     """Everything `rule all` builds; each stage adds its final outputs here."""
-    return simulate_outputs() + expand(f"{RESULTS}/inventory/{{cohort}}.tsv", cohort=IMAGED)
+    return (
+        simulate_outputs()
+        + expand(f"{RESULTS}/inventory/{{cohort}}.tsv", cohort=IMAGED)
+        + [f"{RESULTS}/features/harmonized.tsv", f"{RESULTS}/features/auxiliary.tsv", f"{RESULTS}/features/qc.png"]
+    )
 
 
 wildcard_constraints:
     cohort="|".join(COHORTS) if COHORTS else "none",
     shard=r"\d{4}",
+    key=r"[0-9a-f]{12}",

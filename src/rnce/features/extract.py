@@ -1,0 +1,117 @@
+"""Feature tables: one shard of images at a time, then all cohorts in ``results/features/raw.tsv``.
+
+Every row of a feature table is one image: ``participant_id``, ``session_id``,
+``cohort``, ``site``, ``age``, ``sex``, ``diagnosis`` (the covariates ComBat
+needs), then the features: the 104 FreeSurfer features and ``eTIV``
+(backends ``subjects_dir`` and ``recon_all``) or the ``ants_...`` features.
+Images that cannot be used go to an exclusions table with the reason, never
+silently.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from rnce.features.freesurfer import read_subjects
+from rnce.io import write_tsv
+
+log = logging.getLogger(__name__)
+
+KEYS = ["participant_id", "session_id", "cohort", "site", "age", "sex", "diagnosis"]
+EXCLUSION_COLUMNS = KEYS + ["source", "reason"]
+OUTLIER_Z = 5.0
+
+
+class FeatureError(ValueError):
+    """Feature tables that cannot be combined or used."""
+
+
+def extract_shard(rows: list[dict], backend: str, regions: str | None = None,
+                  thickness_iterations: int = 45) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features and exclusions of one shard of images.
+
+    ``rows`` carry the :data:`KEYS` and ``freesurfer_dir`` (FreeSurfer
+    backends) or ``t1w`` (ants). A broken FreeSurfer subject that claims to
+    be finished is an error; a failed ANTs image is excluded with its reason.
+    """
+    keys = [{k: r.get(k) for k in KEYS} for r in rows]
+    if backend in ("subjects_dir", "recon_all"):
+        features, excluded = read_subjects([r["freesurfer_dir"] for r in rows], keys)
+        excluded = excluded.rename(columns={"subject_dir": "source"})
+        return features, excluded.reindex(columns=EXCLUSION_COLUMNS)
+    if backend != "ants":
+        raise FeatureError(f"unknown features backend {backend!r}")
+    from rnce.features.ants import ants_feature_names, ants_features
+
+    boxes = pd.read_csv(regions, sep="\t", comment="#", keep_default_na=False)
+    records, excluded = [], []
+    for key, row in zip(keys, rows, strict=True):
+        try:
+            records.append({**key, **ants_features(row["t1w"], boxes, thickness_iterations)})
+        except Exception as err:  # one bad image fails only itself
+            log.error("ANTs features failed for %s: %s", row["t1w"], err)
+            excluded.append({**key, "source": row["t1w"], "reason": f"ANTs failed: {type(err).__name__}: {err}"})
+    features = pd.DataFrame(records, columns=KEYS + ants_feature_names(boxes))
+    return features, pd.DataFrame(excluded, columns=EXCLUSION_COLUMNS)
+
+
+def write_shard(rows: list[dict], backend: str, out_features: str, out_exclusions: str,
+                regions: str | None = None, thickness_iterations: int = 45) -> None:
+    features, excluded = extract_shard(rows, backend, regions, thickness_iterations)
+    write_tsv(features, out_features)
+    write_tsv(excluded, out_exclusions)
+    log.info("%d images with features, %d excluded", len(features), len(excluded))
+
+
+def _feature_columns(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if c not in KEYS]
+
+
+def robust_z(values: pd.Series, groups: pd.Series) -> pd.Series:
+    """(x - median) / (1.4826 MAD) within each group."""
+    med = values.groupby(groups).transform("median")
+    mad = (values - med).abs().groupby(groups).transform("median") * 1.4826
+    return (values - med) / mad.replace(0, np.nan)
+
+
+def outliers(table: pd.DataFrame, threshold: float = OUTLIER_Z) -> pd.DataFrame:
+    """Feature values more than ``threshold`` robust SDs from their cohort:site median."""
+    batch = table["cohort"] + ":" + table["site"]
+    found = []
+    for column in _feature_columns(table):
+        z = robust_z(table[column], batch)
+        for i in np.flatnonzero((z.abs() > threshold).to_numpy()):
+            found.append({"participant_id": table["participant_id"].iat[i], "session_id": table["session_id"].iat[i],
+                          "cohort": table["cohort"].iat[i], "site": table["site"].iat[i], "feature": column,
+                          "value": table[column].iat[i], "robust_z": round(float(z.iat[i]), 2)})
+    return pd.DataFrame(found, columns=["participant_id", "session_id", "cohort", "site", "feature", "value",
+                                        "robust_z"])
+
+
+def combine(feature_paths: list[str], exclusion_paths: list[str], out_raw: str, out_exclusions: str,
+            out_outliers: str, out_figure: str) -> pd.DataFrame:
+    """All shards into ``raw.tsv``, the exclusions report, the outlier list and the QC figure."""
+    tables = [pd.read_csv(p, sep="\t", dtype={"participant_id": str, "session_id": str}) for p in feature_paths]
+    raw = pd.concat([t for t in tables if len(t)], ignore_index=True) if any(len(t) for t in tables) else tables[0]
+    families = {c: ("ants" if c.startswith("ants_") else "freesurfer") for c in _feature_columns(raw)}
+    by_cohort = {c: {families[f] for f in _feature_columns(raw) if t[f].notna().any()}
+                 for c, t in raw.groupby("cohort")}
+    mixed = sorted(c for c, fam in by_cohort.items() if len(fam) > 1)
+    if mixed:
+        raise FeatureError(f"cohort(s) {mixed} have both FreeSurfer and ANTs features")
+    raw = raw.sort_values(["cohort", "participant_id", "session_id"]).reset_index(drop=True)
+    excluded = pd.concat([pd.read_csv(p, sep="\t", dtype=str) for p in exclusion_paths], ignore_index=True)
+    flagged = outliers(raw)
+    write_tsv(raw, out_raw)
+    write_tsv(excluded, out_exclusions)
+    write_tsv(flagged, out_outliers)
+    from rnce.plots import feature_qc_figure
+
+    feature_qc_figure(raw, flagged, out_figure)
+    log.info("%d images, %d features, %d excluded, %d outlying values", len(raw), len(_feature_columns(raw)),
+             len(excluded), len(flagged))
+    return raw
+

@@ -1,0 +1,54 @@
+"""The MNI-152 template (ICBM 2009a, shipped inside nilearn) and a synthetic head around it.
+
+nilearn's template is skull-stripped. To register a skull-on T1 to it (the ANTs
+fallback, registration without FreeSurfer), :func:`head_template` puts a
+synthetic head around the brain: a CSF rim (3 mm), a dark skull (4 mm) and a
+bright scalp (6 mm), built from the distance to the brain mask. It is our
+approximation, good enough for an affine start; it is not an anatomical head.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+RIM_MM, SKULL_MM, SCALP_MM = 3.0, 7.0, 13.0
+HEAD_INTENSITY = {"rim": 0.15, "skull": 0.05, "scalp": 0.75}
+
+
+@cache
+def mni_template(resolution: float = 1.0) -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
+    """T1 (scaled to 0..1) and brain mask of ICBM 2009a at ``resolution`` mm."""
+    from nilearn import datasets, image
+
+    t1 = datasets.load_mni152_template(resolution=1)
+    mask = datasets.load_mni152_brain_mask(resolution=1)
+    if resolution != 1:
+        affine = np.diag([resolution] * 3 + [1.0])
+        affine[:3, 3] = t1.affine[:3, 3]
+        shape = tuple(int(np.ceil(s / resolution)) for s in t1.shape)
+        t1 = image.resample_img(t1, target_affine=affine, target_shape=shape, interpolation="continuous",
+                                force_resample=True, copy_header=True)
+        mask = image.resample_img(mask, target_affine=affine, target_shape=shape, interpolation="nearest",
+                                  force_resample=True, copy_header=True)
+    data = t1.get_fdata(dtype=np.float32)
+    t1 = nib.Nifti1Image(data / max(float(data.max()), 1e-6), t1.affine)
+    mask = nib.Nifti1Image((mask.get_fdata() > 0.5).astype(np.uint8), mask.affine)
+    return t1, mask
+
+
+@cache
+def head_template(resolution: float = 1.0) -> nib.Nifti1Image:
+    """The template T1 with a synthetic CSF rim, skull and scalp around the brain."""
+    t1, mask = mni_template(resolution)
+    brain = mask.get_fdata() > 0.5
+    zooms = t1.header.get_zooms()[:3]
+    distance = ndimage.distance_transform_edt(~brain, sampling=zooms)
+    outside = np.select(
+        [distance <= RIM_MM, distance <= SKULL_MM, distance <= SCALP_MM],
+        [HEAD_INTENSITY["rim"], HEAD_INTENSITY["skull"], HEAD_INTENSITY["scalp"]], 0.0)
+    data = np.where(brain, t1.get_fdata(dtype=np.float32), outside).astype(np.float32)
+    return nib.Nifti1Image(data, t1.affine)
