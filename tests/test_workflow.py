@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -67,8 +68,37 @@ def test_tiny_world_runs_end_to_end_and_reruns_nothing(tmp_path):
     ids = set(participants["participant_id"])
     shard_files = [p.name for p in (out / "inventory").rglob("*")]
     assert shard_files and not any(pid in name for name in shard_files for pid in ids)
+    harmonized = pd.read_csv(out / "features" / "harmonized.tsv", sep="\t")
+    raw = pd.read_csv(out / "features" / "raw.tsv", sep="\t")
+    assert len(harmonized) == len(raw) == sum(
+        len(pd.read_csv(out / "demo" / "participants" / f"{c}.tsv", sep="\t")) for c in ("pretrain", "evaluate", "gwas"))
+    assert (out / "features" / "qc.png").stat().st_size > 10_000
+    assert (out / "harmonize" / "combat_model.pkl").exists()
     again = run_snakemake("-n", "--configfile", str(TINY_CONFIG), "--directory", str(tmp_path))
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("RNCE_REAL_DATA"), reason="set RNCE_REAL_DATA to the real-data folder")
+def test_real_subjects_dir_cohort_is_ingested_and_harmonized(tmp_path):
+    """Opt-in: real FreeSurfer 7.2 and 6.0 subjects as a SUBJECTS_DIR cohort next to the tiny world."""
+    real = Path(os.environ["RNCE_REAL_DATA"]) / "freesurfer"
+    table = pd.DataFrame({"participant_id": ["bert", "sub01", "old"], "session_id": ["1", "1", "1"],
+                          "age": [55, 30, 30], "sex": ["M", "F", "M"], "site": ["mgh", "mgh", "mgh"],
+                          "freesurfer_id": ["bert", "nfmrix_sub-01", "old_format_fs51"]})
+    table.to_csv(tmp_path / "real.tsv", sep="\t", index=False)
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["cohorts"]["real"] = {"participants": str(tmp_path / "real.tsv"), "roles": ["brain_age"],
+                                 "images": False, "subjects_dir": str(real)}
+    config["harmonize"] = {"min_images_per_site": 2}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = run_snakemake("--cores", "2", "--configfile", str(path), "--directory", str(tmp_path),
+                           "results_tiny/features/harmonized.tsv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    harmonized = pd.read_csv(tmp_path / "results_tiny" / "features" / "harmonized.tsv", sep="\t")
+    assert set(harmonized.loc[harmonized["cohort"] == "real", "participant_id"]) == {"bert", "sub01"}
+    excluded = pd.read_csv(tmp_path / "results_tiny" / "features" / "exclusions.tsv", sep="\t")
+    assert list(excluded["participant_id"]) == ["old"] and "recon-all.done" in excluded["reason"].iat[0]
 
 
 def test_every_rule_has_log_benchmark_conda_and_no_run_block():

@@ -8,6 +8,8 @@ from rnce.features.extract import KEYS as FEATURE_KEYS
 
 RESULTS = config["results"]
 FS_STATS = ("aseg.stats", "lh.aparc.stats", "rh.aparc.stats")
+# the 18 boxes: the workflow's own table unless the config names another
+REGIONS = config.get("regions") or os.path.join(workflow.basedir, "config", "regions.tsv")
 SIM_DIR = f"{RESULTS}/demo"
 IMAGES_PER_SHARD = config["sharding"]["images_per_shard"]
 SIMULATED = list((config.get("simulate") or {}).get("cohorts", {}))

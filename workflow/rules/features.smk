@@ -26,7 +26,7 @@ rule recon_all:
 rule features_shard:
     input:
         sources=features_inputs,
-        regions="config/regions.tsv",
+        regions=REGIONS,
     output:
         features=f"{RESULTS}/features/shards/{{cohort}}/shard-{{shard}}.tsv",
         exclusions=f"{RESULTS}/features/shards/{{cohort}}/shard-{{shard}}.exclusions.tsv",

@@ -4,7 +4,7 @@
 rule harmonize:
     input:
         raw=f"{RESULTS}/features/raw.tsv",
-        regions="config/regions.tsv",
+        regions=REGIONS,
     output:
         harmonized=f"{RESULTS}/features/harmonized.tsv",
         model=f"{RESULTS}/harmonize/combat_model.pkl",

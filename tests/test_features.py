@@ -1,0 +1,203 @@
+"""Structural features: the stats reader on good and broken subjects, the three backends."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+from rnce.cohort import CohortError, load_cohort
+from rnce.features.extract import extract_shard
+from rnce.features.freesurfer import StatsError, feature_names, read_subject, read_subjects, recon_all_status
+
+REAL = os.environ.get("RNCE_REAL_DATA")
+
+
+def _subject(tiny_world, cohort="evaluate", index=0) -> Path:
+    world = tiny_world[0]
+    latent = pd.read_csv(world / "truth" / f"{cohort}_latent.tsv", sep="\t")
+    row = latent.iloc[index]
+    return world / "freesurfer" / cohort / f"{row.participant_id}_{row.session_id}"
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_reads_all_features_of_fs6_and_fs7_subjects(tiny_world):
+    latent = pd.read_csv(tiny_world[0] / "truth" / "evaluate_latent.tsv", sep="\t")
+    for flavour in ("fs6", "fs7"):
+        index = int(np.flatnonzero(latent["fs_flavour"] == flavour)[0])
+        series = read_subject(_subject(tiny_world, index=index))
+        assert list(series.index) == feature_names() and len(series) == 105
+        assert series.notna().all() and series.attrs["missing"] == []
+        assert 3000 < series["Left-Thalamus_volume"] < 15000
+        assert series["eTIV"] == pytest.approx(latent["etiv"].iat[index], rel=0.05)
+
+
+def test_truncated_aparc_is_an_error_naming_subject_and_file(tiny_world, tmp_path):
+    subject = _copy(_subject(tiny_world), tmp_path / "sub-trunc")
+    path = subject / "stats" / "lh.aparc.stats"
+    text = path.read_text()
+    path.write_text(text[: len(text) - 30])
+    with pytest.raises(StatsError, match=r"subject sub-trunc: .*lh\.aparc\.stats is truncated"):
+        read_subject(subject)
+    path.write_text(text[: text.rindex("\n", 0, len(text) - 1) - 20] + "\n")
+    with pytest.raises(StatsError, match=r"sub-trunc: .*lh\.aparc\.stats, line \d+: \d+ fields"):
+        read_subject(subject)
+
+
+def test_missing_structure_is_nan_and_reported(tiny_world, tmp_path, caplog):
+    subject = _copy(_subject(tiny_world), tmp_path / "sub-miss")
+    path = subject / "stats" / "aseg.stats"
+    lines = [line for line in path.read_text().splitlines() if "Left-Hippocampus" not in line]
+    path.write_text("\n".join(line.replace("# NRows 45", "# NRows 44") for line in lines) + "\n")
+    with caplog.at_level(logging.WARNING):
+        series = read_subject(subject)
+    assert np.isnan(series["Left-Hippocampus_volume"]) and series.attrs["missing"] == ["Left-Hippocampus_volume"]
+    assert series.drop("Left-Hippocampus_volume").notna().all()
+    assert "Left-Hippocampus_volume" in caplog.text
+
+
+def test_non_numeric_value_names_line_and_column(tiny_world, tmp_path):
+    subject = _copy(_subject(tiny_world), tmp_path / "sub-nan")
+    path = subject / "stats" / "rh.aparc.stats"
+    lines = path.read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("entorhinal"))
+    fields = lines[row].split()
+    fields[4] = "n/a"
+    lines[row] = " ".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(StatsError, match=rf"sub-nan: .*rh\.aparc\.stats, line {row + 1}, column 'ThickAvg': 'n/a'"):
+        read_subject(subject)
+
+
+def test_subject_without_stats_is_an_error_and_unfinished_or_failed_ones_are_excluded(tiny_world, tmp_path):
+    no_stats = _copy(_subject(tiny_world, index=0), tmp_path / "no_stats")
+    shutil.rmtree(no_stats / "stats")
+    with pytest.raises(StatsError, match=r"subject no_stats: .*aseg\.stats is missing"):
+        read_subject(no_stats)
+    unfinished = _copy(_subject(tiny_world, index=1), tmp_path / "unfinished")
+    (unfinished / "scripts" / "recon-all.done").unlink()
+    failed = _copy(_subject(tiny_world, index=2), tmp_path / "failed")
+    (failed / "scripts" / "recon-all.log").write_text(
+        "ERROR RETURN OF LINE SEARCH (normal chatter)\nrecon-all -s failed exited with ERRORS at Mon Jan 1\n")
+    good = _copy(_subject(tiny_world, index=3), tmp_path / "good")
+    (good / "scripts" / "recon-all.log").write_text(
+        "ERROR RETURN OF LINE SEARCH\nrecon-all -s good finished without error at Mon Jan 1\n")
+    dirs = [str(unfinished), str(failed), str(good), str(tmp_path / "absent")]
+    keys = [{"participant_id": f"p{i}", "session_id": "s"} for i in range(4)]
+    features, excluded = read_subjects(dirs, keys)
+    assert list(features["participant_id"]) == ["p2"]
+    reasons = dict(zip(excluded["participant_id"], excluded["reason"], strict=True))
+    assert "recon-all.done is missing" in reasons["p0"]
+    assert "exited with ERRORS" in reasons["p1"]
+    assert "does not exist" in reasons["p3"]
+    assert recon_all_status(good) is None
+
+
+def test_duplicated_freesurfer_subject_is_an_error(tmp_path):
+    table = pd.DataFrame({"participant_id": ["a", "b"], "session_id": ["1", "1"], "age": [60, 61], "sex": ["M", "F"],
+                          "site": ["s", "s"], "freesurfer_id": ["subj1", "subj1"]})
+    table.to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    with pytest.raises(CohortError, match="several images map to one FreeSurfer subject: subj1"):
+        load_cohort("c", {"participants": str(tmp_path / "p.tsv"), "roles": ["brain_age"], "images": False,
+                          "subjects_dir": str(tmp_path)})
+
+
+@pytest.mark.skipif(not REAL, reason="set RNCE_REAL_DATA to the real-data folder")
+def test_real_freesurfer_outputs(tmp_path, caplog, tiny_world):
+    real = Path(REAL) / "freesurfer"
+    bert = read_subject(real / "bert")  # FreeSurfer 7.2
+    assert bert.notna().all()
+    assert bert["Left-Thalamus_volume"] == 8066.3 and bert["lh_entorhinal_thickness"] == 3.069
+    assert bert["eTIV"] == pytest.approx(1520021.264474)
+    fs6 = read_subject(real / "nfmrix_sub-01")  # FreeSurfer 6.0.1: Left-Thalamus-Proper
+    assert fs6.notna().all() and fs6["Left-Thalamus_volume"] == 7342.7
+    old = _copy(_subject(tiny_world), tmp_path / "old")  # FreeSurfer 5.1 aseg.stats: IntraCranialVol only
+    shutil.copy(real / "old_format_fs51" / "stats" / "aseg.stats", old / "stats" / "aseg.stats")
+    with caplog.at_level(logging.WARNING):
+        series = read_subject(old)
+    assert series["eTIV"] == pytest.approx(1218205.205907) and "IntraCranialVol" in caplog.text
+    assert series["Left-Thalamus_volume"] == 7820.0
+
+
+FAKE_RECON_ALL = textwrap.dedent('''\
+    #!{python}
+    """A fake recon-all: checks its arguments, writes real-format outputs."""
+    import sys
+    from pathlib import Path
+    import numpy as np
+    from rnce.simulate.freesurfer import write_subject
+    args = sys.argv[1:]
+    assert "-all" in args, args
+    assert "-openmp" in args and int(args[args.index("-openmp") + 1]) >= 1, args
+    subject, sd = args[args.index("-subjid") + 1], Path(args[args.index("-sd") + 1])
+    t1 = args[args.index("-i") + 1]
+    assert Path(t1).is_file(), t1
+    assert not (sd / subject).exists(), "recon-all -i on an existing subject"
+    with open(Path(__file__).with_name("calls.txt"), "a") as fh:
+        fh.write(subject + "\\n")
+    rng = np.random.default_rng(0)
+    regions = ["bankssts", "caudalanteriorcingulate", "caudalmiddlefrontal", "cuneus", "entorhinal", "fusiform",
+               "inferiorparietal", "inferiortemporal", "isthmuscingulate", "lateraloccipital", "lateralorbitofrontal",
+               "lingual", "medialorbitofrontal", "middletemporal", "parahippocampal", "paracentral", "parsopercularis",
+               "parsorbitalis", "parstriangularis", "pericalcarine", "postcentral", "posteriorcingulate",
+               "precentral", "precuneus", "rostralanteriorcingulate", "rostralmiddlefrontal", "superiorfrontal",
+               "superiorparietal", "superiortemporal", "supramarginal", "frontalpole", "temporalpole",
+               "transversetemporal", "insula"]
+    from rnce.simulate.freesurfer import ASEG_ROWS
+    volumes = {{name: 1000.0 + i for i, (_, name) in enumerate(ASEG_ROWS)}}
+    write_subject(sd / subject, volumes, np.full(34, 2.5), np.full(34, 2.6), regions, np.full(34, 1000.0),
+                  1.5e6, rng)
+    (sd / subject / "scripts" / "recon-all.log").write_text(f"recon-all -s {{subject}} finished without error\\n")
+''')
+
+
+def test_recon_all_backend_with_a_fake_recon_all(tmp_path, monkeypatch, tiny_world):
+    from rnce.features.recon_all import run_recon_all
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "recon-all"
+    fake.write_text(FAKE_RECON_ALL.format(python=sys.executable))
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    image = next((tiny_world[0] / "images" / "evaluate").iterdir())
+    sd = tmp_path / "subjects"
+    subject = run_recon_all(image, sd, "sub-01", threads=2)
+    assert read_subject(subject)["lh_entorhinal_thickness"] == 2.5
+    run_recon_all(image, sd, "sub-01", threads=2)  # finished: reused
+    assert (bin_dir / "calls.txt").read_text().split() == ["sub-01"]
+    (subject / "scripts" / "recon-all.done").unlink()  # unfinished: run again
+    run_recon_all(image, sd, "sub-01", threads=2)
+    assert (bin_dir / "calls.txt").read_text().split() == ["sub-01", "sub-01"]
+
+
+def test_ants_backend_measures_boxes_and_excludes_a_bad_image(tiny_world, tmp_path):
+    world = tiny_world[0]
+    images = sorted((world / "images" / "evaluate").iterdir())[:1]
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not an image")
+    rows = [{"participant_id": f"p{i}", "session_id": "s", "cohort": "c", "site": "x", "age": 70, "sex": "F",
+             "diagnosis": "CN", "t1w": str(p)} for i, p in enumerate([*images, broken])]
+    features, excluded = extract_shard(rows, "ants", str(ROOT / "config" / "regions.tsv"), thickness_iterations=3)
+    assert list(features["participant_id"]) == ["p0"] and list(excluded["participant_id"]) == ["p1"]
+    assert "ANTs failed" in excluded["reason"].iat[0]
+    columns = [c for c in features.columns if c.startswith("ants_")]
+    assert len(columns) == 18 * 2 + 3 and not any(c.endswith("_volume") and "Hippocampus" in c for c in columns)
+    values = features[columns].iloc[0]
+    assert values.notna().all()
+    assert 0.8e6 < values["ants_icv"] < 3e6
+    assert values["ants_csf_volume"] > values["ants_ventricle_csf_volume"] > 0
+    assert (values[[c for c in columns if c.endswith("_thickness")]] > 0).all()
