@@ -126,13 +126,15 @@ def learn(table: pd.DataFrame, covariates: list[str], min_images_per_site: int =
     _check_complete(table, features, "features")
     mapping = _batch_map(table, min_images_per_site, small_sites)
     batches = (table["cohort"] + ":" + table["site"]).map(mapping)
+    values = table[features]
+    overall = values.std(ddof=0)
+    per_batch = values.groupby(batches.to_numpy()).std(ddof=0)
     passthrough = {}
     for column in features:
-        per_batch = table[column].groupby(batches.to_numpy()).std(ddof=0)
-        if table[column].std(ddof=0) == 0:
+        if overall[column] == 0:
             passthrough[column] = "constant"
-        elif (per_batch == 0).any():
-            passthrough[column] = f"constant within {', '.join(per_batch.index[per_batch == 0])}"
+        elif (per_batch[column] == 0).any():
+            passthrough[column] = f"constant within {', '.join(per_batch.index[per_batch[column] == 0])}"
     if passthrough:
         log.warning("passed through unharmonized: %s", passthrough)
     harmonized_cols = [c for c in features if c not in passthrough]
@@ -142,9 +144,7 @@ def learn(table: pd.DataFrame, covariates: list[str], min_images_per_site: int =
     nh_model, adjusted = harmonizationLearn(table[harmonized_cols].to_numpy(float), covars, seed=seed)
     model = ComBatModel(harmonized_cols, passthrough, list(covariates), [c for c in covars if c != "SITE"], mapping,
                         {k: int(v) for k, v in batches.value_counts().items()}, nh_model)
-    out = table.copy()
-    out[harmonized_cols] = adjusted
-    return model, out
+    return model, _replace(table, harmonized_cols, adjusted)
 
 
 def apply(model: ComBatModel, table: pd.DataFrame) -> pd.DataFrame:
@@ -158,9 +158,14 @@ def apply(model: ComBatModel, table: pd.DataFrame) -> pd.DataFrame:
                              f"known sites: {sorted(model.batch_map)}")
     _check_complete(table, model.features, "features")
     covars = _covariates(table, model.covariates, raw_batch.map(model.batch_map), model.covariate_columns)
-    out = table.copy()
-    out[model.features] = harmonizationApply(table[model.features].to_numpy(float), covars, model.neuroharmonize)
-    return out
+    adjusted = harmonizationApply(table[model.features].to_numpy(float), covars, model.neuroharmonize)
+    return _replace(table, model.features, adjusted)
+
+
+def _replace(table: pd.DataFrame, columns: list[str], values: np.ndarray) -> pd.DataFrame:
+    """``table`` with ``columns`` replaced by ``values``, in one block (column-wise assignment is slow)."""
+    block = pd.DataFrame(values, columns=columns, index=table.index)
+    return pd.concat([table.drop(columns=columns), block], axis=1)[table.columns]
 
 
 def save(model: ComBatModel, pickle_path: str, json_path: str) -> None:
