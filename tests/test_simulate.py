@@ -42,7 +42,8 @@ def test_tables_follow_the_contract(tiny_world):
     assert evaluate["amyloid"].dropna().isin([0, 1]).all()
     assert (evaluate.loc[evaluate["diagnosis"] == "AD", "years_to_ad"] == 0).all()
     gwas = load_cohort("gwas", {"participants": str(world / "participants" / "gwas.tsv"), "roles": ["gwas"],
-                                "genotypes": str(world / "genotypes" / "gwas"), "images": False})
+                                "genotypes": str(world / "genotypes" / "gwas"), "images": False,
+                                "subjects_dir": str(world / "freesurfer" / "gwas")})
     assert "t1w" not in gwas.columns and gwas["genotype_id"].notna().mean() > 0.9
     for key in ("causal_variants", "bag_snp_h2", "enriched_cell_type", "sites"):
         assert key in truth
