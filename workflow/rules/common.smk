@@ -50,13 +50,19 @@ for _name in COHORTS:
         _loaded(_name)
 
 
+@functools.cache
+def _by_shard(name):
+    return dict(tuple(_loaded(name).groupby("shard")))
+
+
 def shards(name):
-    return sorted(cohort_table(name)["shard"].unique())
+    cohort_table(name)
+    return sorted(_by_shard(name))
 
 
 def _shard_rows(wildcards):
-    table = cohort_table(wildcards.cohort)
-    return table[table["shard"] == wildcards.shard]
+    cohort_table(wildcards.cohort)
+    return _by_shard(wildcards.cohort)[wildcards.shard]
 
 
 def shard_images(wildcards):
@@ -73,6 +79,7 @@ def cohort_inventories(wildcards):
     return expand(f"{RESULTS}/inventory/{wildcards.cohort}/shard-{{shard}}.tsv", shard=shards(wildcards.cohort))
 
 
+@functools.cache
 def backend(name):
     """The structural-feature backend of a cohort (resolved by rnce.cohort)."""
     return cohorts_lib.features_backend(name, config["cohorts"][name])
