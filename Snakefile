@@ -22,6 +22,7 @@ include: "workflow/rules/simulate.smk"
 include: "workflow/rules/inventory.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/harmonize.smk"
+include: "workflow/rules/register.smk"
 
 
 rule all:

@@ -40,10 +40,27 @@ def mni_template(resolution: float = 1.0) -> tuple[nib.Nifti1Image, nib.Nifti1Im
     return t1, mask
 
 
-@cache
-def head_template(resolution: float = 1.0) -> nib.Nifti1Image:
-    """The template T1 with a synthetic CSF rim, skull and scalp around the brain."""
-    t1, mask = mni_template(resolution)
+def load_template(path: str | None = None, resolution: float = 1.0) -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
+    """A skull-stripped T1 template and its brain mask: ICBM 2009a by default, or the image at ``path``
+    (its non-zero voxels are the mask) resampled to ``resolution`` mm."""
+    if path is None:
+        return mni_template(resolution)
+    from nilearn import image
+
+    t1 = nib.load(path)
+    affine = np.diag([resolution] * 3 + [1.0])
+    affine[:3, 3] = nib.as_closest_canonical(t1).affine[:3, 3]
+    extent = np.abs(t1.affine[:3, :3] @ np.asarray(t1.shape[:3]))
+    shape = tuple(int(np.ceil(e / resolution)) for e in extent)
+    t1 = image.resample_img(nib.as_closest_canonical(t1), target_affine=affine, target_shape=shape,
+                            interpolation="continuous", force_resample=True, copy_header=True)
+    data = np.clip(t1.get_fdata(dtype=np.float32), 0, None)
+    return (nib.Nifti1Image(data / max(float(data.max()), 1e-6), affine),
+            nib.Nifti1Image((data > 0).astype(np.uint8), affine))
+
+
+def with_head(t1: nib.Nifti1Image, mask: nib.Nifti1Image) -> nib.Nifti1Image:
+    """``t1`` with a synthetic CSF rim, skull and scalp around the brain ``mask``."""
     brain = mask.get_fdata() > 0.5
     zooms = t1.header.get_zooms()[:3]
     distance = ndimage.distance_transform_edt(~brain, sampling=zooms)
@@ -52,3 +69,9 @@ def head_template(resolution: float = 1.0) -> nib.Nifti1Image:
         [HEAD_INTENSITY["rim"], HEAD_INTENSITY["skull"], HEAD_INTENSITY["scalp"]], 0.0)
     data = np.where(brain, t1.get_fdata(dtype=np.float32), outside).astype(np.float32)
     return nib.Nifti1Image(data, t1.affine)
+
+
+@cache
+def head_template(resolution: float = 1.0) -> nib.Nifti1Image:
+    """ICBM 2009a with a synthetic head (see :func:`with_head`)."""
+    return with_head(*mni_template(resolution))

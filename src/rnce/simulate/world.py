@@ -91,7 +91,8 @@ def _sessions(rng: np.random.Generator, cohort: str, spec: dict, people: list[an
             dx = [an.diagnosis_of(d) for d in severities]
             ad_times = [t for t, x in zip(times, dx, strict=True) if x == "AD"]
             measured = rng.random() < spec.get("amyloid_measured_fraction", 0.8)
-            for k, (t, d, x) in enumerate(zip(times, severities, dx, strict=True)):
+            scanned = spec.get("scanned_visits") or len(times)
+            for k, (t, d, x) in enumerate(zip(times[:scanned], severities, dx, strict=False)):
                 records.append({
                     "person": p, "session_id": f"ses-{k + 1:02d}", "age": age0 + t, "severity": d,
                     "diagnosis": x,

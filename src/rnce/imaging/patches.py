@@ -1,0 +1,181 @@
+"""The 18-box patch store: per cohort and box, memory-mappable float16 arrays written shard by shard.
+
+Layout, one folder per shard (written under a temporary name and renamed
+into place when complete, so a killed job leaves nothing half-written)::
+
+    {root}/{cohort}/shard-{shard}/index.tsv      participant_id, session_id, image_key, position
+    {root}/{cohort}/shard-{shard}/{box}.npy      float16, images x X x Y x Z (np.load(mmap_mode="r"))
+    {root}/{cohort}/shard-{shard}/qc.tsv         registration QC of every image of the shard
+    {root}/{cohort}/shard-{shard}/qc_slices.npz  mid-slices of each registered image (QC montage)
+    {root}/{cohort}/shard-{shard}/transforms/{image_key}.mat   image -> template (ANTs)
+
+There is no merge step: :class:`PatchStore` reads all shards of a cohort.
+
+Boxes are cut from the registered, skull-stripped image on the template grid
+at the MNI mm bounds of ``config/regions.tsv``. Intensities are normalised per
+image: z-scored over the template's brain mask (mean 0, SD 1 inside; 0
+outside), so sites' intensity scales do not reach the encoders.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from functools import cached_property
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from rnce.io import write_tsv
+
+log = logging.getLogger(__name__)
+
+INDEX_COLUMNS = ["participant_id", "session_id", "image_key", "position"]
+
+
+def read_regions(path: str | Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", comment="#", keep_default_na=False)
+
+
+def box_slices(regions: pd.DataFrame, affine: np.ndarray, shape: tuple[int, ...]) -> dict[str, tuple[slice, ...]]:
+    """Voxel slices of every box on a RAS grid (``affine``, ``shape``), from its MNI mm bounds."""
+    inverse = np.linalg.inv(affine)
+    out = {}
+    for rec in regions.itertuples():
+        lo = inverse @ np.array([rec.x_min, rec.y_min, rec.z_min, 1.0])
+        hi = inverse @ np.array([rec.x_max, rec.y_max, rec.z_max, 1.0])
+        start = np.floor(np.minimum(lo, hi)[:3]).astype(int)
+        stop = np.ceil(np.maximum(lo, hi)[:3]).astype(int) + 1
+        start, stop = np.clip(start, 0, shape[:3]), np.clip(stop, 0, shape[:3])
+        if np.any(stop - start < 2):
+            raise ValueError(f"box {rec.name} lies outside the template grid")
+        out[rec.name] = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
+    return out
+
+
+def normalise(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Z-score over the mask; 0 outside it."""
+    inside = data[mask]
+    sd = float(inside.std())
+    out = (data - float(inside.mean())) / (sd if sd > 0 else 1.0)
+    return np.where(mask, out, 0.0).astype(np.float32)
+
+
+def mid_slices(data: np.ndarray) -> dict[str, np.ndarray]:
+    x, y, z = (s // 2 for s in data.shape)
+    return {"axial": data[:, :, z], "coronal": data[:, y, :], "sagittal": data[x, :, :]}
+
+
+class ShardWriter:
+    """Collects one shard's patches, then writes them all under a temporary folder renamed at the end."""
+
+    def __init__(self, out_dir: str | Path, boxes: dict[str, tuple[slice, ...]]):
+        self.out_dir = Path(out_dir)
+        self.tmp = self.out_dir.with_name(f".tmp-{os.getpid()}-{self.out_dir.name}")
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        (self.tmp / "transforms").mkdir(parents=True)
+        self.boxes = boxes
+        self.patches: dict[str, list[np.ndarray]] = {b: [] for b in boxes}
+        self.index: list[dict] = []
+        self.slices: dict[str, np.ndarray] = {}
+
+    def add(self, participant_id: str, session_id: str, image_key: str, normalised: np.ndarray) -> None:
+        for box, sl in self.boxes.items():
+            self.patches[box].append(normalised[sl].astype(np.float16))
+        self.index.append({"participant_id": participant_id, "session_id": session_id, "image_key": image_key,
+                           "position": len(self.index)})
+
+    def add_slices(self, image_key: str, normalised: np.ndarray) -> None:
+        """Mid-slices of a registered image, kept for the QC montage (passed or not)."""
+        for view, plane in mid_slices(normalised).items():
+            self.slices[f"{image_key}/{view}"] = plane.astype(np.float16)
+
+    def transform_path(self, image_key: str) -> Path:
+        return self.tmp / "transforms" / f"{image_key}.mat"
+
+    def close(self, qc: pd.DataFrame) -> None:
+        for box, sl in self.boxes.items():
+            shape = (len(self.index), *(s.stop - s.start for s in sl))
+            array = np.lib.format.open_memmap(self.tmp / f"{box}.npy", mode="w+", dtype=np.float16, shape=shape)
+            for i, patch in enumerate(self.patches[box]):
+                array[i] = patch
+            array.flush()
+            del array
+        write_tsv(pd.DataFrame(self.index, columns=INDEX_COLUMNS), self.tmp / "index.tsv")
+        write_tsv(qc, self.tmp / "qc.tsv")
+        np.savez(self.tmp / "qc_slices.npz", **self.slices)
+        if self.out_dir.exists():
+            shutil.rmtree(self.out_dir)
+        os.replace(self.tmp, self.out_dir)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class PatchStore:
+    """Random access to one cohort's patches, by image and box, across all its shards.
+
+    >>> store = PatchStore("results/patches", "pretrain")
+    >>> store.get("sub-01", "ses-1", "lh_parietal").shape  # doctest: +SKIP
+    >>> store.batch([0, 5, 9], "lh_parietal").shape        # doctest: +SKIP
+    """
+
+    def __init__(self, root: str | Path, cohort: str):
+        self.folder = Path(root) / cohort
+        self.shards = sorted(p for p in self.folder.glob("shard-*") if p.is_dir())
+        if not self.shards:
+            raise FileNotFoundError(f"no patch shards under {self.folder}")
+        frames = []
+        for shard in self.shards:
+            index = pd.read_csv(shard / "index.tsv", sep="\t", dtype={"participant_id": str, "session_id": str})
+            index["shard"] = shard.name
+            frames.append(index)
+        self.index = pd.concat(frames, ignore_index=True)
+        self._lookup = {(p, s): i for i, (p, s) in
+                        enumerate(zip(self.index["participant_id"], self.index["session_id"], strict=True))}
+        self._arrays: dict[tuple[str, str], np.ndarray] = {}
+
+    @cached_property
+    def boxes(self) -> list[str]:
+        first = next(s for s in self.shards if (s / "index.tsv").exists())
+        return sorted(p.stem for p in first.glob("*.npy"))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _array(self, shard: str, box: str) -> np.ndarray:
+        key = (shard, box)
+        if key not in self._arrays:
+            self._arrays[key] = np.load(self.folder / shard / f"{box}.npy", mmap_mode="r")
+        return self._arrays[key]
+
+    def row(self, participant_id: str, session_id: str) -> int:
+        try:
+            return self._lookup[(participant_id, session_id)]
+        except KeyError:
+            raise KeyError(f"{participant_id} {session_id} is not in the patch store {self.folder}") from None
+
+    def get(self, participant_id: str, session_id: str, box: str) -> np.ndarray:
+        """One patch (float16, X x Y x Z)."""
+        rec = self.index.iloc[self.row(participant_id, session_id)]
+        return np.asarray(self._array(rec["shard"], box)[rec["position"]])
+
+    def batch(self, rows, box: str, dtype=np.float32) -> np.ndarray:
+        """Patches of the images at ``rows`` (positions in :attr:`index`) for one box: B x X x Y x Z."""
+        sub = self.index.iloc[list(rows)]
+        first = self._array(sub["shard"].iat[0], box)
+        out = np.empty((len(sub), *first.shape[1:]), dtype=dtype)
+        for i, (shard, position) in enumerate(zip(sub["shard"], sub["position"], strict=True)):
+            out[i] = self._array(shard, box)[position]
+        return out
+
+
+def save_registered(image: nib.Nifti1Image, path: Path) -> None:
+    from rnce.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        nib.save(image, tmp)

@@ -1,0 +1,118 @@
+"""One shard of images: load -> register -> QC -> 18 patches -> write; and the cohort's registration QC.
+
+An image that cannot be read, registered, or that fails QC
+(``template_correlation`` below the threshold) is listed in the QC table with
+``passed`` false and its reason, and left out of the patch store (so out of
+training); the rest of its shard is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rnce.imaging.io import ImageError
+from rnce.imaging.patches import ShardWriter, box_slices, normalise, read_regions, save_registered
+from rnce.imaging.register import register_to_template
+from rnce.imaging.template import load_template
+from rnce.io import write_tsv
+
+log = logging.getLogger(__name__)
+
+QC_COLUMNS = ["participant_id", "session_id", "image_key", "source", "template_correlation", "passed", "reason"]
+
+
+def preprocess_shard(rows: list[dict], out_dir: str, regions: str, transform: str = "Similarity",
+                     template: str | None = None, resolution: float = 1.0, threshold: float = 0.8,
+                     registered_dir: str | None = None, fast: bool = False) -> pd.DataFrame:
+    """Register every image of ``rows`` (participant_id, session_id, image_key, source, brain_extracted)
+    and write the shard folder ``out_dir`` (see :mod:`rnce.imaging.patches`). Returns the QC table."""
+    t1, mask = load_template(template, resolution)
+    mask_np = mask.get_fdata() > 0.5
+    writer = ShardWriter(out_dir, box_slices(read_regions(regions), t1.affine, t1.shape))
+    qc = []
+    try:
+        for row in rows:
+            record = {k: row[k] for k in ("participant_id", "session_id", "image_key", "source")}
+            try:
+                result = register_to_template(row["source"], transform, template, bool(row["brain_extracted"]),
+                                              resolution, fast=fast)
+            except (ImageError, RuntimeError, ValueError) as err:
+                log.error("image %s excluded: %s", row["source"], err)
+                qc.append({**record, "template_correlation": np.nan, "passed": False, "reason": str(err)})
+                continue
+            passed = result.template_correlation >= threshold
+            reason = "" if passed else f"template_correlation {result.template_correlation:.3f} < {threshold}"
+            qc.append({**record, "template_correlation": round(result.template_correlation, 4), "passed": passed,
+                       "reason": reason})
+            normalised = normalise(result.image.get_fdata(dtype=np.float32), mask_np)
+            writer.add_slices(row["image_key"], normalised)
+            if registered_dir:
+                save_registered(result.image, Path(registered_dir) / f"{row['image_key']}.nii.gz")
+            if not passed:
+                log.warning("image %s fails registration QC: %s", row["source"], reason)
+                continue
+            import ants
+
+            ants.write_transform(result.transform, str(writer.transform_path(row["image_key"])))
+            writer.add(row["participant_id"], row["session_id"], row["image_key"], normalised)
+        table = pd.DataFrame(qc, columns=QC_COLUMNS)
+        writer.close(table)
+    except BaseException:
+        writer.abort()
+        raise
+    log.info("%d images registered, %d passed QC", len(table), int(table["passed"].sum()))
+    return table
+
+
+def registration_qc(shard_dirs: list[str], out_table: str, out_figure: str, n_worst: int = 12,
+                    template: str | None = None, resolution: float = 1.0) -> pd.DataFrame:
+    """The cohort's QC table from its shards, and a montage of its worst-registered images."""
+    tables = [pd.read_csv(Path(d) / "qc.tsv", sep="\t", dtype={"participant_id": str, "session_id": str})
+              for d in shard_dirs]
+    qc = pd.concat(tables, ignore_index=True).sort_values(["participant_id", "session_id"])
+    write_tsv(qc, out_table)
+    slices = {}
+    for d in shard_dirs:
+        with np.load(Path(d) / "qc_slices.npz") as npz:
+            slices.update({k: npz[k] for k in npz.files})
+    worst = qc.dropna(subset=["template_correlation"]).nsmallest(n_worst, "template_correlation")
+    _montage(worst, slices, load_template(template, resolution)[0].get_fdata(), out_figure, len(qc),
+             int((~qc["passed"].astype(bool)).sum()))
+    return qc
+
+
+def _montage(worst: pd.DataFrame, slices: dict, template: np.ndarray, path: str, n_images: int,
+             n_failed: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rnce.imaging.patches import mid_slices
+    from rnce.io import atomic_path
+
+    contours = mid_slices(template)
+    views = ("axial", "coronal", "sagittal")
+    rows = max(len(worst), 1)
+    fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.4 * rows), squeeze=False)
+    for r, rec in enumerate(worst.itertuples()):
+        for c, view in enumerate(views):
+            ax = axes[r, c]
+            plane = slices.get(f"{rec.image_key}/{view}")
+            if plane is not None:
+                ax.imshow(np.asarray(plane, float).T, origin="lower", cmap="gray", vmin=-2.5, vmax=2.5)
+                ax.contour(contours[view].T, levels=[0.5 * template.max()], colors="r", linewidths=0.5)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(f"#{r + 1}  r={rec.template_correlation:.3f}\n"
+                              f"{'passed' if rec.passed else 'FAILED'}", fontsize=8)
+    fig.suptitle(f"Worst registrations ({n_images} images, {n_failed} failed QC); red: template", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
+    plt.close(fig)

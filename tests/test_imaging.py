@@ -1,0 +1,143 @@
+"""Image input, registration to MNI-152, registration QC and the patch store."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+from rnce.imaging.io import ImageError, load_image
+from rnce.imaging.patches import PatchStore
+from rnce.imaging.preprocess import preprocess_shard, registration_qc
+from rnce.imaging.register import register_to_template
+
+REAL = os.environ.get("RNCE_REAL_DATA")
+
+
+def _save(path: Path, data: np.ndarray, affine=None) -> Path:
+    nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), path)
+    return path
+
+
+def _brainish(shape=(20, 22, 18)) -> np.ndarray:
+    return np.random.default_rng(1).random(shape).astype(np.float32) + 0.5
+
+
+@pytest.mark.parametrize("make,expected", [
+    (lambda p: p.write_bytes(b"\x1f\x8b\x08\x00garbage"), "cannot be read"),
+    (lambda p: p.write_bytes(gzip.compress(_save(p.with_suffix(".tmp.nii"), _brainish()).read_bytes())[:400]),
+     "cannot be read"),
+    (lambda p: _save(p, np.ones((5, 5, 5, 3), np.float32)), "expected one 3D volume"),
+    (lambda p: _save(p, np.zeros((5, 5, 5), np.float32)), "all zero"),
+    (lambda p: _save(p, np.where(_brainish() > 1.2, np.nan, _brainish())), "NaN or infinite"),
+    (lambda p: None, "file does not exist"),
+    (lambda p: _save(p, _brainish(), np.diag([25.0, 1, 1, 1])), "absurd voxel size"),
+    (lambda p: _save(p, _brainish(), np.array([[1, 0.5, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])),
+     "non-orthonormal"),
+])
+def test_bad_images_are_errors_naming_the_file(tmp_path, make, expected):
+    path = tmp_path / "bad.nii.gz"
+    make(path)
+    with pytest.raises(ImageError, match=expected) as err:
+        load_image(path)
+    assert str(path) in str(err.value)
+
+
+def test_images_are_reoriented_squeezed_and_forms_checked(tmp_path, caplog):
+    data = _brainish()
+    lia = np.array([[-1.0, 0, 0, 10], [0, 0, 1.5, -5], [0, -2.0, 0, 7], [0, 0, 0, 1]])  # anisotropic, LIA
+    img = load_image(_save(tmp_path / "lia.nii.gz", data[..., None], lia))
+    assert nib.aff2axcodes(img.affine) == ("R", "A", "S") and img.shape == (20, 18, 22)
+    assert np.allclose(sorted(img.header.get_zooms()), [1.0, 1.5, 2.0])
+    # the same voxel keeps its value at the same world position
+    world = lia @ np.array([3, 4, 5, 1.0])
+    ijk = np.round(np.linalg.inv(img.affine) @ world).astype(int)[:3]
+    assert img.get_fdata()[tuple(ijk)] == pytest.approx(data[3, 4, 5])
+    both = nib.Nifti1Image(data, np.eye(4))
+    both.set_qform(np.diag([1.0, 1, 1, 1]), code=1)
+    both.set_sform(np.diag([2.0, 2, 2, 1]), code=1)
+    nib.save(both, tmp_path / "forms.nii.gz")
+    with caplog.at_level(logging.WARNING):
+        img = load_image(tmp_path / "forms.nii.gz")
+    assert "qform and sform disagree" in caplog.text and np.allclose(img.header.get_zooms(), 2.0)
+    mgz = tmp_path / "img.mgz"
+    nib.save(nib.MGHImage(data, np.eye(4)), mgz)
+    assert load_image(mgz).shape == data.shape
+
+
+def _images(world: Path, n: int) -> list[dict]:
+    latent = pd.read_csv(world / "truth" / "evaluate_latent.tsv", sep="\t").head(n)
+    return [{"participant_id": r.participant_id, "session_id": r.session_id, "image_key": f"{i:012x}",
+             "source": str(world / "images" / "evaluate" / f"{r.participant_id}_{r.session_id}_T1w.nii.gz"),
+             "brain_extracted": False, "orientation": r.orientation} for i, r in enumerate(latent.itertuples())]
+
+
+def test_simulated_images_of_any_orientation_pass_qc(tiny_world):
+    rows = _images(tiny_world[0], 8)
+    assert len({r["orientation"] for r in rows}) > 2
+    for row in rows:
+        result = register_to_template(row["source"], resolution=6.0, fast=True)
+        assert result.template_correlation > 0.85, row
+        assert result.image.shape == result.mask.shape
+
+
+def test_storage_order_does_not_change_the_registration(tiny_world, tmp_path):
+    source = Path(_images(tiny_world[0], 1)[0]["source"])
+    img = nib.as_closest_canonical(nib.load(source))
+    ornt = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"), nib.orientations.axcodes2ornt("PSR"))
+    data = nib.orientations.apply_orientation(img.get_fdata(), ornt)
+    affine = img.affine @ nib.orientations.inv_ornt_aff(ornt, img.shape)
+    psr = _save(tmp_path / "psr.nii.gz", data.astype(np.float32), affine)
+    a = register_to_template(source, resolution=6.0, fast=True).image.get_fdata()
+    b = register_to_template(psr, resolution=6.0, fast=True).image.get_fdata()
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.98
+
+
+def test_shard_with_bad_images_writes_the_rest_and_lists_them(tiny_world, tmp_path):
+    rows = _images(tiny_world[0], 4)
+    corrupt = tmp_path / "corrupt.nii.gz"
+    corrupt.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    blank = _save(tmp_path / "blank.nii.gz", np.zeros((10, 10, 10), np.float32))
+    rows += [{"participant_id": "bad1", "session_id": "1", "image_key": "b" * 12, "source": str(corrupt),
+              "brain_extracted": False},
+             {"participant_id": "bad2", "session_id": "1", "image_key": "c" * 12, "source": str(blank),
+              "brain_extracted": False}]
+    out = tmp_path / "patches" / "evaluate" / "shard-0000"
+    qc = preprocess_shard(rows, str(out), str(ROOT / "config" / "regions.tsv"), resolution=6.0, fast=True)
+    assert list(qc["passed"]) == [True] * 4 + [False, False]
+    assert "cannot be read" in qc["reason"].iat[4] and "all zero" in qc["reason"].iat[5]
+    assert not list(out.parent.glob(".tmp*"))
+    store = PatchStore(tmp_path / "patches", "evaluate")
+    assert len(store) == 4 and len(store.boxes) == 18
+    patch = store.get(rows[2]["participant_id"], rows[2]["session_id"], "lh_medial_temporal")
+    assert patch.dtype == np.float16 and patch.ndim == 3 and np.isfinite(patch).all()
+    batch = store.batch([3, 0, 1], "rh_parietal")
+    assert batch.shape[0] == 3 and batch.dtype == np.float32
+    assert np.array_equal(batch[1], store.get(rows[0]["participant_id"], rows[0]["session_id"], "rh_parietal"))
+    assert (out / "transforms" / f"{rows[0]['image_key']}.mat").exists()
+    table = registration_qc([str(out)], str(tmp_path / "qc.tsv"), str(tmp_path / "qc.png"), 3, None, 6.0)
+    assert len(table) == 6 and (tmp_path / "qc.png").stat().st_size > 5000
+    with pytest.raises(KeyError, match="bad1 1 is not in the patch store"):
+        store.get("bad1", "1", "rh_parietal")
+
+
+@pytest.mark.skipif(not REAL, reason="set RNCE_REAL_DATA to the real-data folder")
+@pytest.mark.parametrize("name,brain", [("T1/chris_t1.nii.gz", False), ("freesurfer/bert/mri/brain.mgz", True)])
+def test_real_scans_register_and_pass_qc(name, brain, tmp_path):
+    path = Path(REAL) / name
+    result = register_to_template(path, resolution=2.0, brain_extracted=brain)
+    assert result.template_correlation >= 0.8
+    if not brain:  # the head scan stored in another voxel order registers as well
+        img = nib.as_closest_canonical(nib.load(path))
+        ornt = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"),
+                                               nib.orientations.axcodes2ornt("LIA"))
+        lia = _save(tmp_path / "lia.nii.gz", nib.orientations.apply_orientation(img.get_fdata(), ornt)
+                    .astype(np.float32), img.affine @ nib.orientations.inv_ornt_aff(ornt, img.shape))
+        assert register_to_template(lia, resolution=2.0).template_correlation >= 0.8

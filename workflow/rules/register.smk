@@ -1,0 +1,52 @@
+# Registration to MNI-152 and the 18-box patch store (rnce.imaging), per shard of images, with QC.
+
+
+rule preprocess_shard:
+    input:
+        images=registration_inputs,
+        regions=REGIONS,
+    output:
+        directory(f"{RESULTS}/patches/{{cohort}}/shard-{{shard}}"),
+    params:
+        records=registration_records,
+        transform=config["register"]["transform"],
+        template=config["register"]["template"],
+        resolution=config["register"]["resolution_mm"],
+        threshold=config["register"]["qc_threshold"],
+        registered_dir=registered_dir,
+        fast=config["register"]["fast"],
+    log:
+        f"{RESULTS}/logs/register/{{cohort}}/shard-{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/register/{{cohort}}/shard-{{shard}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../scripts/preprocess_shard.py"
+
+
+rule registration_qc:
+    input:
+        cohort_patch_shards,
+    output:
+        table=f"{RESULTS}/qc/registration_{{cohort}}.tsv",
+        figure=report(f"{RESULTS}/qc/registration_{{cohort}}_worst.png", category="Registration QC"),
+    params:
+        n_worst=config["register"]["qc_montage_images"],
+        template=config["register"]["template"],
+        resolution=config["register"]["resolution_mm"],
+    log:
+        f"{RESULTS}/logs/register/{{cohort}}_qc.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/register/{{cohort}}_qc.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../scripts/registration_qc.py"
