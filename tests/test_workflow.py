@@ -74,6 +74,14 @@ def test_tiny_world_runs_end_to_end_and_reruns_nothing(tmp_path):
         len(pd.read_csv(out / "demo" / "participants" / f"{c}.tsv", sep="\t")) for c in ("pretrain", "evaluate", "gwas"))
     assert (out / "features" / "qc.png").stat().st_size > 10_000
     assert (out / "harmonize" / "combat_model.pkl").exists()
+    qc = pd.read_csv(out / "qc" / "registration_evaluate.tsv", sep="\t")
+    assert len(qc) == len(participants) and qc["passed"].all() and (qc["template_correlation"] > 0.85).all()
+    from rnce.imaging.patches import PatchStore
+
+    store = PatchStore(out / "patches", "pretrain")
+    assert len(store) == len(pd.read_csv(out / "demo" / "participants" / "pretrain.tsv", sep="\t"))
+    assert len(store.boxes) == 18 and store.batch([0, 1], "lh_parietal").shape[0] == 2
+    assert not (out / "patches" / "gwas").exists()  # no images in the tiny gwas cohort
     again = run_snakemake("-n", "--configfile", str(TINY_CONFIG), "--directory", str(tmp_path))
     assert "Nothing to be done" in again.stdout + again.stderr
 
