@@ -83,7 +83,7 @@ def test_simulated_images_of_any_orientation_pass_qc(tiny_world):
     rows = _images(tiny_world[0], 8)
     assert len({r["orientation"] for r in rows}) > 2
     for row in rows:
-        result = register_to_template(row["source"], resolution=6.0, fast=True)
+        result = register_to_template(row["source"], resolution=4.0, fast=True)
         assert result.template_correlation > 0.85, row
         assert result.image.shape == result.mask.shape
 
@@ -110,7 +110,7 @@ def test_shard_with_bad_images_writes_the_rest_and_lists_them(tiny_world, tmp_pa
              {"participant_id": "bad2", "session_id": "1", "image_key": "c" * 12, "source": str(blank),
               "brain_extracted": False}]
     out = tmp_path / "patches" / "evaluate" / "shard-0000"
-    qc = preprocess_shard(rows, str(out), str(ROOT / "config" / "regions.tsv"), resolution=6.0, fast=True)
+    qc = preprocess_shard(rows, str(out), str(ROOT / "config" / "regions.tsv"), resolution=4.0, fast=True)
     assert list(qc["passed"]) == [True] * 4 + [False, False]
     assert "cannot be read" in qc["reason"].iat[4] and "all zero" in qc["reason"].iat[5]
     assert not list(out.parent.glob(".tmp*"))
@@ -122,7 +122,7 @@ def test_shard_with_bad_images_writes_the_rest_and_lists_them(tiny_world, tmp_pa
     assert batch.shape[0] == 3 and batch.dtype == np.float32
     assert np.array_equal(batch[1], store.get(rows[0]["participant_id"], rows[0]["session_id"], "rh_parietal"))
     assert (out / "transforms" / f"{rows[0]['image_key']}.mat").exists()
-    table = registration_qc([str(out)], str(tmp_path / "qc.tsv"), str(tmp_path / "qc.png"), 3, None, 6.0)
+    table = registration_qc([str(out)], str(tmp_path / "qc.tsv"), str(tmp_path / "qc.png"), 3, None, 4.0)
     assert len(table) == 6 and (tmp_path / "qc.png").stat().st_size > 5000
     with pytest.raises(KeyError, match="bad1 1 is not in the patch store"):
         store.get("bad1", "1", "rh_parietal")

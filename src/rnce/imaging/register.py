@@ -45,6 +45,17 @@ QC_SMOOTHING_MM = 4.0
 COARSE_ITERATIONS = (1000, 500, 100, 0)  # shrink factors 6, 4, 2, 1 (ANTs' default levels)
 FINE_ITERATIONS = (100, 20)  # shrink factors 2, 1, brain mask only
 FAST_ITERATIONS = ((200, 100, 0, 0), (50, 10))  # enough on coarse grids (>= 3 mm), not at 1 mm
+COARSE_SHRINK, COARSE_SIGMAS = (6, 4, 2, 1), (3, 2, 1, 0)
+COARSEST_LEVEL_MM = 24.0  # pyramid levels coarser than this (on coarse grids) are dropped
+
+
+def _pyramid(resolution: float, iterations: tuple[int, ...]) -> dict:
+    """ANTs' affine pyramid without the levels whose voxels would exceed COARSEST_LEVEL_MM; the
+    iteration counts move down with it (the coarsest kept level gets the first count)."""
+    keep = [i for i, f in enumerate(COARSE_SHRINK) if f * resolution <= COARSEST_LEVEL_MM] or [len(COARSE_SHRINK) - 1]
+    return {"aff_shrink_factors": tuple(COARSE_SHRINK[i] for i in keep),
+            "aff_smoothing_sigmas": tuple(COARSE_SIGMAS[i] for i in keep),
+            "aff_iterations": tuple(iterations[: len(keep)])}
 SEED = 20251125
 
 
@@ -113,7 +124,7 @@ def register_to_template(path, transform: str = "Similarity", template: str | No
     mask_ants = ants.from_nibabel_nifti(nib.Nifti1Image(mask_np.astype(np.float32), mask.affine))
     coarse_iterations, fine_iterations = FAST_ITERATIONS if fast else (COARSE_ITERATIONS, FINE_ITERATIONS)
     coarse = ants.registration(fixed=fixed, moving=moving, type_of_transform=transform,
-                               aff_iterations=coarse_iterations)
+                               **_pyramid(resolution, coarse_iterations))
     reg = ants.registration(fixed=ants.from_nibabel_nifti(t1), moving=moving, type_of_transform=transform,
                             initial_transform=coarse["fwdtransforms"][0], mask=mask_ants,
                             aff_shrink_factors=(2, 1), aff_smoothing_sigmas=(1, 0), aff_iterations=fine_iterations)
