@@ -17,7 +17,13 @@ from conftest import ROOT
 
 from rnce.cohort import CohortError, load_cohort
 from rnce.features.extract import extract_shard
-from rnce.features.freesurfer import StatsError, feature_names, read_subject, read_subjects, recon_all_status
+from rnce.features.freesurfer import (
+    StatsError,
+    feature_names,
+    read_subject,
+    read_subjects,
+    recon_all_status,
+)
 
 REAL = os.environ.get("RNCE_REAL_DATA")
 

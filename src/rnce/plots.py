@@ -41,8 +41,17 @@ def _summaries(table: pd.DataFrame) -> pd.DataFrame:
 
 def feature_qc_figure(table: pd.DataFrame, flagged: pd.DataFrame, path: str) -> None:
     """Distributions of summary features by cohort:site; images with a flagged value in red."""
-    from plotnine import (aes, element_text, facet_wrap, geom_boxplot, geom_jitter, ggplot, labs,
-                          scale_color_manual, theme)
+    from plotnine import (
+        aes,
+        element_text,
+        facet_wrap,
+        geom_boxplot,
+        geom_jitter,
+        ggplot,
+        labs,
+        scale_color_manual,
+        theme,
+    )
 
     summary = _summaries(table)
     summary["batch"] = table["cohort"] + ":" + table["site"]

@@ -17,6 +17,8 @@ FreeSurfer's and never pass for them):
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -66,15 +68,17 @@ def ants_features(t1w: str | Path, regions: pd.DataFrame, kk_iterations: int = 4
     template = ants.from_nibabel_nifti(head_template(resolution))
     template_mask = ants.from_nibabel_nifti(mni_template(resolution)[1])
     n4 = ants.n4_bias_field_correction(image)
-    reg = ants.registration(fixed=n4, moving=template, type_of_transform="Affine")
-    mask = ants.apply_transforms(n4, template_mask, reg["fwdtransforms"], interpolator="nearestNeighbor")
+    with tempfile.TemporaryDirectory(prefix="rnce-ants-") as scratch:  # see rnce.imaging.register
+        reg = ants.registration(fixed=n4, moving=template, type_of_transform="Affine",
+                                outprefix=os.path.join(scratch, "reg_"))
+        mask = ants.apply_transforms(n4, template_mask, reg["fwdtransforms"], interpolator="nearestNeighbor")
+        mni = _mni_coordinates(image, reg["fwdtransforms"][0])
     seg = ants.atropos(a=n4, x=mask, i="kmeans[3]", m="[0.2,1x1x1]", c="[3,0]")
     csf, gm, wm = seg["probabilityimages"]
     thickness = ants.kelly_kapowski(s=seg["segmentation"], g=gm, w=wm, its=kk_iterations, r=0.025, m=1.5)
     voxel = float(np.prod(image.spacing))
     gm_np, thick_np, csf_np = gm.numpy(), thickness.numpy(), csf.numpy()
     mask_np = mask.numpy() > 0.5
-    mni = _mni_coordinates(image, reg["fwdtransforms"][0])
 
     out: dict[str, float] = {}
     for rec in regions.itertuples():

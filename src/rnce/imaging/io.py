@@ -29,6 +29,13 @@ ORTHONORMAL_TOLERANCE = 1e-3
 FORM_TOLERANCE_MM = 1e-2
 
 
+def nifti(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+    """A NIfTI image with its spatial units set (mm), as ANTs expects."""
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_xyzt_units("mm", "sec")
+    return img
+
+
 class ImageError(ValueError):
     """An image that cannot be used; the message names the file."""
 
@@ -81,5 +88,5 @@ def load_image(path: str | Path) -> nib.Nifti1Image:
         raise ImageError(f"{path}: {int((~np.isfinite(data)).sum())} voxels are NaN or infinite")
     if not data.any():
         raise ImageError(f"{path}: the image is all zero")
-    out = nib.Nifti1Image(data, img.affine)
+    out = nifti(data, img.affine)
     return nib.as_closest_canonical(out)

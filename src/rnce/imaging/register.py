@@ -30,12 +30,14 @@ ANTs' affine metric samples voxels at random; the sampling is seeded
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
 
-from rnce.imaging.io import load_image
+from rnce.imaging.io import load_image, nifti
 from rnce.imaging.template import head_template, load_template, with_head
 
 log = logging.getLogger(__name__)
@@ -121,19 +123,23 @@ def register_to_template(path, transform: str = "Similarity", template: str | No
     moving = ants.from_nibabel_nifti(img)
     ants.config._random_seed = SEED  # antspyx reads its seed from here (set_ants_deterministic would also force 1 thread)
     mask_np = mask.get_fdata() > 0.5
-    mask_ants = ants.from_nibabel_nifti(nib.Nifti1Image(mask_np.astype(np.float32), mask.affine))
+    mask_ants = ants.from_nibabel_nifti(nifti(mask_np.astype(np.float32), mask.affine))
     coarse_iterations, fine_iterations = FAST_ITERATIONS if fast else (COARSE_ITERATIONS, FINE_ITERATIONS)
-    coarse = ants.registration(fixed=fixed, moving=moving, type_of_transform=transform,
-                               **_pyramid(resolution, coarse_iterations))
-    reg = ants.registration(fixed=ants.from_nibabel_nifti(t1), moving=moving, type_of_transform=transform,
-                            initial_transform=coarse["fwdtransforms"][0], mask=mask_ants,
-                            aff_shrink_factors=(2, 1), aff_smoothing_sigmas=(1, 0), aff_iterations=fine_iterations)
+    # antspyx globs its output prefix: in the shared temp folder that lists every file there, and it
+    # leaves its transforms behind; a private folder keeps both cheap and clean
+    with tempfile.TemporaryDirectory(prefix="rnce-reg-") as scratch:
+        coarse = ants.registration(fixed=fixed, moving=moving, type_of_transform=transform,
+                                   outprefix=os.path.join(scratch, "coarse_"), **_pyramid(resolution, coarse_iterations))
+        reg = ants.registration(fixed=ants.from_nibabel_nifti(t1), moving=moving, type_of_transform=transform,
+                                initial_transform=coarse["fwdtransforms"][0], mask=mask_ants,
+                                outprefix=os.path.join(scratch, "fine_"), aff_shrink_factors=(2, 1),
+                                aff_smoothing_sigmas=(1, 0), aff_iterations=fine_iterations)
+        moved = ants.read_transform(reg["fwdtransforms"][0])
     warped = reg["warpedmovout"]
     if n4 and not brain_extracted:
         warped = ants.n4_bias_field_correction(warped, mask=mask_ants, shrink_factor=4,
                                                convergence={"iters": [20, 20], "tol": 1e-6})
     data = warped.numpy().astype(np.float32) * mask_np
     correlation = template_correlation(data, t1.get_fdata(dtype=np.float32), mask_np, resolution)
-    moved = ants.read_transform(reg["fwdtransforms"][0])
     log.info("%s -> template (%s): correlation %.3f", path, transform, correlation)
-    return RegistrationResult(nib.Nifti1Image(data, t1.affine), moved, correlation, mask)
+    return RegistrationResult(nifti(data, t1.affine), moved, correlation, mask)

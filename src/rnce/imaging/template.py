@@ -15,6 +15,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from rnce.imaging.io import nifti
+
 RIM_MM, SKULL_MM, SCALP_MM = 3.0, 7.0, 13.0
 HEAD_INTENSITY = {"rim": 0.15, "skull": 0.05, "scalp": 0.75}
 
@@ -35,8 +37,8 @@ def mni_template(resolution: float = 1.0) -> tuple[nib.Nifti1Image, nib.Nifti1Im
         mask = image.resample_img(mask, target_affine=affine, target_shape=shape, interpolation="nearest",
                                   force_resample=True, copy_header=True)
     data = t1.get_fdata(dtype=np.float32)
-    t1 = nib.Nifti1Image(data / max(float(data.max()), 1e-6), t1.affine)
-    mask = nib.Nifti1Image((mask.get_fdata() > 0.5).astype(np.uint8), mask.affine)
+    t1 = nifti(data / max(float(data.max()), 1e-6), t1.affine)
+    mask = nifti((mask.get_fdata() > 0.5).astype(np.uint8), mask.affine)
     return t1, mask
 
 
@@ -55,8 +57,8 @@ def load_template(path: str | None = None, resolution: float = 1.0) -> tuple[nib
     t1 = image.resample_img(nib.as_closest_canonical(t1), target_affine=affine, target_shape=shape,
                             interpolation="continuous", force_resample=True, copy_header=True)
     data = np.clip(t1.get_fdata(dtype=np.float32), 0, None)
-    return (nib.Nifti1Image(data / max(float(data.max()), 1e-6), affine),
-            nib.Nifti1Image((data > 0).astype(np.uint8), affine))
+    return (nifti(data / max(float(data.max()), 1e-6), affine),
+            nifti((data > 0).astype(np.uint8), affine))
 
 
 def with_head(t1: nib.Nifti1Image, mask: nib.Nifti1Image) -> nib.Nifti1Image:
@@ -68,7 +70,7 @@ def with_head(t1: nib.Nifti1Image, mask: nib.Nifti1Image) -> nib.Nifti1Image:
         [distance <= RIM_MM, distance <= SKULL_MM, distance <= SCALP_MM],
         [HEAD_INTENSITY["rim"], HEAD_INTENSITY["skull"], HEAD_INTENSITY["scalp"]], 0.0)
     data = np.where(brain, t1.get_fdata(dtype=np.float32), outside).astype(np.float32)
-    return nib.Nifti1Image(data, t1.affine)
+    return nifti(data, t1.affine)
 
 
 @cache
