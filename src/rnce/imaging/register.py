@@ -46,7 +46,7 @@ TRANSFORMS = ("Rigid", "Similarity", "Affine")
 QC_SMOOTHING_MM = 4.0
 COARSE_ITERATIONS = (1000, 500, 100, 0)  # shrink factors 6, 4, 2, 1 (ANTs' default levels)
 FINE_ITERATIONS = (100, 20)  # shrink factors 2, 1, brain mask only
-FAST_ITERATIONS = ((200, 100, 0, 0), (50, 10))  # enough on coarse grids (>= 3 mm), not at 1 mm
+FAST_ITERATIONS = (200, 100, 0, 0)  # one stage, no refinement: enough on coarse grids (>= 3 mm), not at 1 mm
 COARSE_SHRINK, COARSE_SIGMAS = (6, 4, 2, 1), (3, 2, 1, 0)
 COARSEST_LEVEL_MM = 24.0  # pyramid levels coarser than this (on coarse grids) are dropped
 
@@ -108,7 +108,8 @@ def register_to_template(path, transform: str = "Similarity", template: str | No
     n4
         Bias-correct skull-on inputs with N4 inside the brain mask.
     fast
-        Fewer iterations (:data:`FAST_ITERATIONS`): for coarse grids such as the demo's.
+        One stage with fewer iterations (:data:`FAST_ITERATIONS`) and no brain-mask refinement:
+        for coarse grids such as the demo's, not for 1 mm.
     """
     import ants
 
@@ -124,16 +125,17 @@ def register_to_template(path, transform: str = "Similarity", template: str | No
     ants.config._random_seed = SEED  # antspyx reads its seed from here (set_ants_deterministic would also force 1 thread)
     mask_np = mask.get_fdata() > 0.5
     mask_ants = ants.from_nibabel_nifti(nifti(mask_np.astype(np.float32), mask.affine))
-    coarse_iterations, fine_iterations = FAST_ITERATIONS if fast else (COARSE_ITERATIONS, FINE_ITERATIONS)
     # antspyx globs its output prefix: in the shared temp folder that lists every file there, and it
     # leaves its transforms behind; a private folder keeps both cheap and clean
     with tempfile.TemporaryDirectory(prefix="rnce-reg-") as scratch:
-        coarse = ants.registration(fixed=fixed, moving=moving, type_of_transform=transform,
-                                   outprefix=os.path.join(scratch, "coarse_"), **_pyramid(resolution, coarse_iterations))
-        reg = ants.registration(fixed=ants.from_nibabel_nifti(t1), moving=moving, type_of_transform=transform,
-                                initial_transform=coarse["fwdtransforms"][0], mask=mask_ants,
-                                outprefix=os.path.join(scratch, "fine_"), aff_shrink_factors=(2, 1),
-                                aff_smoothing_sigmas=(1, 0), aff_iterations=fine_iterations)
+        reg = ants.registration(fixed=fixed, moving=moving, type_of_transform=transform,
+                                outprefix=os.path.join(scratch, "coarse_"),
+                                **_pyramid(resolution, FAST_ITERATIONS if fast else COARSE_ITERATIONS))
+        if not fast:
+            reg = ants.registration(fixed=ants.from_nibabel_nifti(t1), moving=moving, type_of_transform=transform,
+                                    initial_transform=reg["fwdtransforms"][0], mask=mask_ants,
+                                    outprefix=os.path.join(scratch, "fine_"), aff_shrink_factors=(2, 1),
+                                    aff_smoothing_sigmas=(1, 0), aff_iterations=FINE_ITERATIONS)
         moved = ants.read_transform(reg["fwdtransforms"][0])
     warped = reg["warpedmovout"]
     if n4 and not brain_extracted:
