@@ -307,7 +307,7 @@ def load_cohort(name: str, spec: dict, results: str = "results") -> pd.DataFrame
     ``spec`` is the cohort's config entry: ``participants`` (TSV) or ``bids``
     (root), ``roles``, ``images`` (default true), ``genotypes`` for gwas,
     ``features`` and ``subjects_dir`` for the structural features. Adds the
-    columns ``cohort``, ``features_backend`` and, for FreeSurfer backends,
+    columns ``cohort``, ``image_key`` (:func:`image_key`), ``features_backend`` and, for FreeSurfer backends,
     ``freesurfer_dir`` (``{subjects_dir}/{freesurfer_id}``, by default
     ``{participant_id}_{session_id}``; recon-all writes to
     ``{results}/freesurfer/{cohort}`` unless ``subjects_dir`` is given).
@@ -339,6 +339,8 @@ def load_cohort(name: str, spec: dict, results: str = "results") -> pd.DataFrame
     if "evaluate" in roles and (table["diagnosis"] == "unknown").all():
         raise CohortError(f"{source}, column 'diagnosis': role evaluate needs diagnoses, all are unknown")
     table.insert(2, "cohort", name)
+    table["image_key"] = [image_key(name, p, s) for p, s in zip(table["participant_id"], table["session_id"],
+                                                                   strict=True)]
     backend = features_backend(name, spec)
     table["features_backend"] = backend
     if backend != "ants":

@@ -32,9 +32,7 @@ IMAGED = [c for c in COHORTS if config["cohorts"][c].get("images", True)]
 
 @functools.cache
 def _loaded(name):
-    table = cohorts_lib.load_cohort(name, config["cohorts"][name], RESULTS)
-    table["image_key"] = [cohorts_lib.image_key(name, p, s) for p, s in zip(table["participant_id"], table["session_id"])]
-    return cohorts_lib.assign_shards(table, IMAGES_PER_SHARD)
+    return cohorts_lib.assign_shards(cohorts_lib.load_cohort(name, config["cohorts"][name], RESULTS), IMAGES_PER_SHARD)
 
 
 def cohort_table(name):
