@@ -5,15 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import stat
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, fake_recon_all
 
 from rnce.cohort import CohortError, load_cohort
 from rnce.features.extract import extract_shard
@@ -138,46 +135,10 @@ def test_real_freesurfer_outputs(tmp_path, caplog, tiny_world):
     assert series["Left-Thalamus_volume"] == 7820.0
 
 
-FAKE_RECON_ALL = textwrap.dedent('''\
-    #!{python}
-    """A fake recon-all: checks its arguments, writes real-format outputs."""
-    import sys
-    from pathlib import Path
-    import numpy as np
-    from rnce.simulate.freesurfer import write_subject
-    args = sys.argv[1:]
-    assert "-all" in args, args
-    assert "-openmp" in args and int(args[args.index("-openmp") + 1]) >= 1, args
-    subject, sd = args[args.index("-subjid") + 1], Path(args[args.index("-sd") + 1])
-    t1 = args[args.index("-i") + 1]
-    assert Path(t1).is_file(), t1
-    assert not (sd / subject).exists(), "recon-all -i on an existing subject"
-    with open(Path(__file__).with_name("calls.txt"), "a") as fh:
-        fh.write(subject + "\\n")
-    rng = np.random.default_rng(0)
-    regions = ["bankssts", "caudalanteriorcingulate", "caudalmiddlefrontal", "cuneus", "entorhinal", "fusiform",
-               "inferiorparietal", "inferiortemporal", "isthmuscingulate", "lateraloccipital", "lateralorbitofrontal",
-               "lingual", "medialorbitofrontal", "middletemporal", "parahippocampal", "paracentral", "parsopercularis",
-               "parsorbitalis", "parstriangularis", "pericalcarine", "postcentral", "posteriorcingulate",
-               "precentral", "precuneus", "rostralanteriorcingulate", "rostralmiddlefrontal", "superiorfrontal",
-               "superiorparietal", "superiortemporal", "supramarginal", "frontalpole", "temporalpole",
-               "transversetemporal", "insula"]
-    from rnce.simulate.freesurfer import ASEG_ROWS
-    volumes = {{name: 1000.0 + i for i, (_, name) in enumerate(ASEG_ROWS)}}
-    write_subject(sd / subject, volumes, np.full(34, 2.5), np.full(34, 2.6), regions, np.full(34, 1000.0),
-                  1.5e6, rng)
-    (sd / subject / "scripts" / "recon-all.log").write_text(f"recon-all -s {{subject}} finished without error\\n")
-''')
-
-
 def test_recon_all_backend_with_a_fake_recon_all(tmp_path, monkeypatch, tiny_world):
     from rnce.features.recon_all import run_recon_all
 
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "recon-all"
-    fake.write_text(FAKE_RECON_ALL.format(python=sys.executable))
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    bin_dir = fake_recon_all(tmp_path)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     image = next((tiny_world[0] / "images" / "evaluate").iterdir())
     sd = tmp_path / "subjects"

@@ -141,3 +141,25 @@ def test_config_readme_documents_every_key():
     documented = {part for token in re.findall(r"`([\w.<>/]+)`", readme) for part in token.split(".")}
     missing = _schema_keys(schema, schema.get("definitions", {})) - documented
     assert not missing, f"config/README.md does not document {sorted(missing)}"
+
+
+def test_recon_all_backend_through_the_workflow(tmp_path, tiny_world):
+    """A cohort without SUBJECTS_DIR, with FreeSurfer on PATH (a fake recon-all): one job per image."""
+    from conftest import fake_recon_all
+
+    images = sorted((tiny_world[0] / "images" / "pretrain").iterdir())[:3]
+    pd.DataFrame({"participant_id": ["a", "b", "c"], "session_id": "1", "t1w": [str(p) for p in images],
+                  "age": [60, 65, 70], "sex": ["M", "F", "M"], "site": "s1"}).to_csv(
+        tmp_path / "p.tsv", sep="\t", index=False)
+    config = {"results": "out", "cohorts": {"fs": {"participants": str(tmp_path / "p.tsv"), "roles": ["pretrain"]}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    bin_dir = fake_recon_all(tmp_path)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    result = run_snakemake("--cores", "2", "--configfile", str(tmp_path / "config.yaml"), "--directory",
+                           str(tmp_path), "out/features/raw.tsv", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted((bin_dir / "calls.txt").read_text().split()) == ["a_1", "b_1", "c_1"]
+    raw = pd.read_csv(tmp_path / "out" / "features" / "raw.tsv", sep="\t")
+    assert list(raw["participant_id"]) == ["a", "b", "c"] and (raw["lh_entorhinal_thickness"] == 2.5).all()
+    markers = [p.name for p in (tmp_path / "out" / "features" / "recon_all" / "fs").iterdir()]
+    assert len(markers) == 3 and not any(pid in m for m in markers for pid in ("a_1", "b_1", "c_1"))
