@@ -141,3 +141,14 @@ def test_real_scans_register_and_pass_qc(name, brain, tmp_path):
         lia = _save(tmp_path / "lia.nii.gz", nib.orientations.apply_orientation(img.get_fdata(), ornt)
                     .astype(np.float32), img.affine @ nib.orientations.inv_ornt_aff(ornt, img.shape))
         assert register_to_template(lia, resolution=2.0).template_correlation >= 0.8
+
+
+def test_a_configured_template_path_is_used(tiny_world, tmp_path):
+    from rnce.imaging.template import mni_template
+
+    t1, mask = mni_template(2.0)
+    path = _save(tmp_path / "template.nii.gz", (t1.get_fdata() * mask.get_fdata()).astype(np.float32), t1.affine)
+    result = register_to_template(_images(tiny_world[0], 1)[0]["source"], template=str(path), resolution=4.0,
+                                  fast=True)
+    assert result.template_correlation > 0.85
+    assert np.allclose(result.image.affine[:3, :3], np.eye(3) * 4.0)

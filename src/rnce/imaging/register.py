@@ -38,7 +38,7 @@ import nibabel as nib
 import numpy as np
 
 from rnce.imaging.io import load_image, nifti
-from rnce.imaging.template import head_template, load_template, with_head
+from rnce.imaging.template import head_template, load_template
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def register_to_template(path, transform: str = "Similarity", template: str | No
     if brain_extracted:
         fixed = ants.from_nibabel_nifti(t1)
     else:
-        fixed = ants.from_nibabel_nifti(head_template(resolution) if template is None else with_head(t1, mask))
+        fixed = ants.from_nibabel_nifti(head_template(resolution, template))
     moving = ants.from_nibabel_nifti(img)
     ants.config._random_seed = SEED  # antspyx reads its seed from here (set_ants_deterministic would also force 1 thread)
     mask_np = mask.get_fdata() > 0.5

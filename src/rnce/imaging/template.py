@@ -42,6 +42,7 @@ def mni_template(resolution: float = 1.0) -> tuple[nib.Nifti1Image, nib.Nifti1Im
     return t1, mask
 
 
+@cache
 def load_template(path: str | None = None, resolution: float = 1.0) -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
     """A skull-stripped T1 template and its brain mask: ICBM 2009a by default, or the image at ``path``
     (its non-zero voxels are the mask) resampled to ``resolution`` mm."""
@@ -74,6 +75,6 @@ def with_head(t1: nib.Nifti1Image, mask: nib.Nifti1Image) -> nib.Nifti1Image:
 
 
 @cache
-def head_template(resolution: float = 1.0) -> nib.Nifti1Image:
-    """ICBM 2009a with a synthetic head (see :func:`with_head`)."""
-    return with_head(*mni_template(resolution))
+def head_template(resolution: float = 1.0, path: str | None = None) -> nib.Nifti1Image:
+    """The template (ICBM 2009a, or the one at ``path``) with a synthetic head (see :func:`with_head`)."""
+    return with_head(*load_template(path, resolution))
