@@ -163,3 +163,14 @@ def test_recon_all_backend_through_the_workflow(tmp_path, tiny_world):
     assert list(raw["participant_id"]) == ["a", "b", "c"] and (raw["lh_entorhinal_thickness"] == 2.5).all()
     markers = [p.name for p in (tmp_path / "out" / "features" / "recon_all" / "fs").iterdir()]
     assert len(markers) == 3 and not any(pid in m for m in markers for pid in ("a_1", "b_1", "c_1"))
+
+
+def test_readme_example_config_is_valid():
+    from snakemake.utils import validate
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Using your own cohort"):]
+    block = section[section.index("```yaml") + len("```yaml"):]
+    config = yaml.safe_load(block[: block.index("```")])
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    assert config["register"]["fast"] is False and config["cohorts"]["adni"]["features"] == "recon_all"
