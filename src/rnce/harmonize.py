@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from rnce.features.extract import KEYS
+from rnce.features import KEYS
 from rnce.io import atomic_path, write_text, write_tsv
 
 log = logging.getLogger(__name__)

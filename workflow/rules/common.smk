@@ -4,7 +4,7 @@ import functools
 import os
 
 from rnce import cohort as cohorts_lib
-from rnce.features.extract import KEYS as FEATURE_KEYS
+from rnce.features import KEYS as FEATURE_KEYS
 
 RESULTS = config["results"]
 FS_STATS = ("aseg.stats", "lh.aparc.stats", "rh.aparc.stats")

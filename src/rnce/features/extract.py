@@ -15,12 +15,12 @@ import logging
 import numpy as np
 import pandas as pd
 
+from rnce.features import KEYS
 from rnce.features.freesurfer import read_subjects
 from rnce.io import write_tsv
 
 log = logging.getLogger(__name__)
 
-KEYS = ["participant_id", "session_id", "cohort", "site", "age", "sex", "diagnosis"]
 EXCLUSION_COLUMNS = KEYS + ["source", "reason"]
 OUTLIER_Z = 5.0
 
