@@ -24,8 +24,9 @@ RESOLUTION = 2.0
 
 
 def build(n: int):
-    from rnce.imaging.patches import ShardWriter, box_slices, normalise, read_regions
+    from rnce.imaging.patches import ShardWriter, box_slices, normalise
     from rnce.imaging.template import mni_template
+    from rnce.regions import read_regions
 
     t1, mask = mni_template(RESOLUTION)
     boxes = box_slices(read_regions(ROOT / "config" / "regions.tsv"), t1.affine, t1.shape)

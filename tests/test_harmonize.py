@@ -13,6 +13,7 @@ from rnce import harmonize
 from rnce.cohort import load_cohort
 from rnce.features.extract import extract_shard
 from rnce.harmonize import HarmonizeError
+from rnce.regions import read_regions
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,7 @@ def test_nan_feature_is_an_error_listing_images(raw):
 
 def test_auxiliary_matrix_is_zscored_on_pretrain_with_box_columns(raw):
     _, harmonized = harmonize.learn(raw, ["age", "sex"])
-    regions = pd.read_csv(ROOT / "config" / "regions.tsv", sep="\t", comment="#", keep_default_na=False)
+    regions = read_regions(ROOT / "config" / "regions.tsv")
     aux, info = harmonize.auxiliary_matrix(harmonized, regions, ["pretrain"])
     assert len(info["columns"]) == 104 and "eTIV" not in aux.columns
     pre = aux[aux["cohort"] == "pretrain"][info["columns"]]
@@ -114,3 +115,16 @@ def test_auxiliary_matrix_is_zscored_on_pretrain_with_box_columns(raw):
                                              "precuneus")]
     assert "Left-Hippocampus_volume" in info["boxes"]["lh_medial_temporal"]
     assert "CC_Central_volume" in info["boxes"]["rh_cingulate"]
+
+
+def test_bad_regions_table_names_file_line_and_column(tmp_path):
+    from rnce.regions import RegionsError
+
+    text = (ROOT / "config" / "regions.tsv").read_text().splitlines()
+    header_at = next(i for i, line in enumerate(text) if not line.startswith("#"))
+    row = text[header_at + 3].split("\t")
+    row[3] = str(float(row[2]) - 5)  # x_max below x_min
+    text[header_at + 3] = "\t".join(row)
+    (tmp_path / "regions.tsv").write_text("\n".join(text) + "\n")
+    with pytest.raises(RegionsError, match=rf"line {header_at + 4}, column 'x_min'/'x_max'"):
+        read_regions(tmp_path / "regions.tsv")

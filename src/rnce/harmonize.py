@@ -29,6 +29,7 @@ import pandas as pd
 
 from rnce.features import KEYS
 from rnce.io import atomic_path, write_text, write_tsv
+from rnce.regions import read_regions
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ def harmonize_features(raw_path: str, regions_path: str, covariates: list[str], 
     training = raw[raw["cohort"].isin(learn_cohorts)] if learn_cohorts else raw
     model, _ = learn(training, covariates, min_images_per_site, small_sites)
     harmonized = apply(model, raw)
-    regions = pd.read_csv(regions_path, sep="\t", comment="#", keep_default_na=False)
+    regions = read_regions(regions_path)
     aux, info = auxiliary_matrix(harmonized, regions, reference_cohorts)
     save(model, out_model, out_summary)
     write_tsv(harmonized, out_harmonized)

@@ -18,6 +18,7 @@ import pandas as pd
 from rnce.features import KEYS
 from rnce.features.freesurfer import read_subjects
 from rnce.io import write_tsv
+from rnce.regions import read_regions
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def extract_shard(rows: list[dict], backend: str, regions: str | None = None,
         raise FeatureError(f"unknown features backend {backend!r}")
     from rnce.features.ants import ants_feature_names, ants_features
 
-    boxes = pd.read_csv(regions, sep="\t", comment="#", keep_default_na=False)
+    boxes = read_regions(regions)
     records, excluded = [], []
     for key, row in zip(keys, rows, strict=True):
         try:

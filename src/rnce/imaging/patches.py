@@ -36,10 +36,6 @@ log = logging.getLogger(__name__)
 INDEX_COLUMNS = ["participant_id", "session_id", "image_key", "position"]
 
 
-def read_regions(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", comment="#", keep_default_na=False)
-
-
 def box_slices(regions: pd.DataFrame, affine: np.ndarray, shape: tuple[int, ...]) -> dict[str, tuple[slice, ...]]:
     """Voxel slices of every box on a RAS grid (``affine``, ``shape``), from its MNI mm bounds."""
     inverse = np.linalg.inv(affine)

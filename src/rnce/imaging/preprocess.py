@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 
 from rnce.imaging.io import ImageError
-from rnce.imaging.patches import ShardWriter, box_slices, normalise, read_regions, save_registered
+from rnce.imaging.patches import ShardWriter, box_slices, normalise, save_registered
 from rnce.imaging.register import register_to_template
 from rnce.imaging.template import load_template
 from rnce.io import write_tsv
+from rnce.regions import read_regions
 
 log = logging.getLogger(__name__)
 
