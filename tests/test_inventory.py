@@ -24,10 +24,10 @@ def test_inventory_lists_bad_images_and_keeps_the_rest(tmp_path):
     status = dict(zip(table["participant_id"], table["status"], strict=True))
     assert status["p0"] == "ok" and table.loc[0, "orientation"] == "LAS"
     assert table.loc[0, "voxel_mm"] == "2x2x2"
-    assert status["p1"].startswith("unreadable")
-    assert status["p2"].startswith("not a single 3D volume")
+    assert status["p1"].startswith("cannot be read")
+    assert status["p2"].startswith("expected one 3D volume")
     assert status["p3"] == "ok"
-    assert status["p4"].startswith("unreadable")
+    assert status["p4"] == "file does not exist"
     written = pd.read_csv(tmp_path / "out" / "shard-0000.tsv", sep="\t")
     assert len(written) == 5
     assert not list((tmp_path / "out").glob(".tmp*"))

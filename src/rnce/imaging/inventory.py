@@ -10,9 +10,9 @@ import logging
 import os
 
 import nibabel as nib
-import numpy as np
 import pandas as pd
 
+from rnce.imaging.io import ImageError, check_header, open_image
 from rnce.io import write_tsv
 
 log = logging.getLogger(__name__)
@@ -22,22 +22,16 @@ COLUMNS = ["participant_id", "session_id", "t1w", "status", "shape", "voxel_mm",
 
 
 def inspect_header(path: str) -> dict:
-    """Shape, voxel size, orientation and transform codes of one image; ``status`` says ok or why not."""
+    """Shape, voxel size, orientation and transform codes of one image; ``status`` says ok or why not
+    (the header rules of :func:`rnce.imaging.io.check_header`; voxel data are not read)."""
     info = {"status": "ok", "shape": "", "voxel_mm": "", "orientation": "", "qform_code": "", "sform_code": ""}
     try:
-        img = nib.load(path)
-        shape = img.shape
-        zooms = img.header.get_zooms()[:3]
-    except Exception as err:  # nibabel raises many kinds for corrupt files
-        info["status"] = f"unreadable: {type(err).__name__}: {err}"
-        return info
-    info["shape"] = "x".join(str(s) for s in shape)
-    info["voxel_mm"] = "x".join(f"{z:.3g}" for z in zooms)
-    if len(shape) == 4 and shape[3] != 1 or len(shape) > 4 or len(shape) < 3:
-        info["status"] = f"not a single 3D volume: shape {shape}"
-        return info
-    if not all(np.isfinite(zooms)) or min(zooms) <= 0:
-        info["status"] = f"degenerate voxel size {zooms}"
+        img = open_image(path)
+        info["shape"] = "x".join(str(s) for s in img.shape)
+        info["voxel_mm"] = "x".join(f"{z:.3g}" for z in img.header.get_zooms()[:3])
+        check_header(img, path)
+    except ImageError as err:
+        info["status"] = str(err).removeprefix(f"{path}: ")
         return info
     info["orientation"] = "".join(nib.aff2axcodes(img.affine))
     if hasattr(img.header, "get_qform"):

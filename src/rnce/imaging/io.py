@@ -64,26 +64,39 @@ def _check_forms(img: nib.Nifti1Image, path: str) -> None:
                         float(np.abs(q - s).max()))
 
 
-def load_image(path: str | Path) -> nib.Nifti1Image:
-    """Load, check and reorient one image (see the module docstring); float32 data."""
-    path = str(path)
-    if not Path(path).exists():
-        raise ImageError(f"{path}: file does not exist")
-    try:
-        img = nib.load(path)
-        data = np.asarray(img.dataobj, dtype=np.float32)
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as err:
-        raise ImageError(f"{path}: cannot be read as NIfTI/MGZ ({type(err).__name__}: {err})") from err
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise ImageError(f"{path}: expected one 3D volume, got shape {data.shape}")
+def check_header(img, path: str) -> None:
+    """The header rules (shape, voxel size, affine, qform/sform); an ImageError naming the file."""
+    shape = img.shape
+    if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)):
+        raise ImageError(f"{path}: expected one 3D volume, got shape {shape}")
     zooms = np.asarray(img.header.get_zooms()[:3], float)
     if np.any(~np.isfinite(zooms)) or zooms.min() < VOXEL_RANGE_MM[0] or zooms.max() > VOXEL_RANGE_MM[1]:
         raise ImageError(f"{path}: absurd voxel size {zooms.tolist()} mm (accepted {VOXEL_RANGE_MM[0]}-"
                          f"{VOXEL_RANGE_MM[1]} mm)")
     _check_affine(img.affine, path)
     _check_forms(img, path)
+
+
+def open_image(path: str | Path):
+    """The nibabel image of ``path`` (header only, data not read); an ImageError naming the file."""
+    path = str(path)
+    if not Path(path).exists():
+        raise ImageError(f"{path}: file does not exist")
+    try:
+        return nib.load(path)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as err:
+        raise ImageError(f"{path}: cannot be read as NIfTI/MGZ ({type(err).__name__}: {err})") from err
+
+
+def load_image(path: str | Path) -> nib.Nifti1Image:
+    """Load, check and reorient one image (see the module docstring); float32 data."""
+    path = str(path)
+    img = open_image(path)
+    check_header(img, path)
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32).reshape(img.shape[:3])
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as err:
+        raise ImageError(f"{path}: cannot be read as NIfTI/MGZ ({type(err).__name__}: {err})") from err
     if not np.isfinite(data).all():
         raise ImageError(f"{path}: {int((~np.isfinite(data)).sum())} voxels are NaN or infinite")
     if not data.any():
