@@ -23,6 +23,7 @@ include: "workflow/rules/inventory.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/harmonize.smk"
 include: "workflow/rules/register.smk"
+include: "workflow/rules/ssl.smk"
 
 
 rule all:

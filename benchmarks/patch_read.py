@@ -24,7 +24,7 @@ RESOLUTION = 2.0
 
 
 def build(n: int):
-    from rnce.imaging.patches import ShardWriter, box_slices, normalise
+    from rnce.imaging.patches import ShardWriter, box_slices, brain_box, normalise
     from rnce.imaging.template import mni_template
     from rnce.regions import read_regions
 
@@ -35,7 +35,7 @@ def build(n: int):
     paths = []
     for start in range(0, n, 64):
         shard = OUT / "store" / "bench" / f"shard-{start // 64:04d}"
-        writer = None if shard.exists() else ShardWriter(shard, boxes)
+        writer = None if shard.exists() else ShardWriter(shard, boxes, brain_box(brain), 96)
         for i in range(start, min(n, start + 64)):
             path = OUT / "nifti" / f"img{i:05d}.nii.gz"
             volume = None

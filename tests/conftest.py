@@ -109,3 +109,72 @@ def fake_recon_all(folder: Path) -> Path:
     fake.write_text(FAKE_RECON_ALL.format(python=sys.executable))
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     return bin_dir
+
+
+def write_patch_store(root: Path, n: int = 48, resolution: float = 6.0, seed: int = 0) -> Path:
+    """A synthetic patch store (cohort ``pre``) at ``resolution`` mm and its auxiliary tables:
+    image i is the template with its cortex scaled by 1 + 0.3 * signal_i, plus a smooth
+    random field of its own (what makes images tell apart) and noise, and
+    each box's auxiliary columns are that signal (one column per box's first DK region)
+    plus a little noise. Two visits per subject (``ses-1``, ``ses-2``)."""
+    import json
+
+    from scipy import ndimage
+
+    from rnce.imaging.patches import ShardWriter, box_slices, brain_box, normalise
+    from rnce.imaging.template import mni_template
+    from rnce.io import write_tsv
+    from rnce.regions import read_regions
+
+    rng = np.random.default_rng(seed)
+    t1, mask = mni_template(resolution)
+    regions = read_regions(ROOT / "config" / "regions.tsv")
+    boxes = box_slices(regions, t1.affine, t1.shape)
+    template, brain = t1.get_fdata(dtype=np.float32), mask.get_fdata() > 0.5
+    signal = rng.normal(size=n)
+    rows = []
+    for half in range(2):
+        writer = ShardWriter(root / "pre" / f"shard-{half:04d}", boxes, brain_box(brain), 16)
+        for i in range(half, n, 2):
+            field = ndimage.gaussian_filter(rng.normal(size=template.shape), 1.5)
+            field *= 0.4 / field.std()
+            image = template * (1 + 0.3 * signal[i] * (template < 0.6) + field) + rng.normal(0, 0.03, template.shape)
+            pid, ses = f"s{i // 2:03d}", f"ses-{i % 2 + 1}"
+            writer.add(pid, ses, f"{i:012x}", normalise(image.astype(np.float32), brain))
+            rows.append({"participant_id": pid, "session_id": ses, "cohort": "pre", "age": 50 + i % 2 + i / 10,
+                         "signal": signal[i]})
+        writer.close(pd.DataFrame({"passed": [True]}))
+    table = pd.DataFrame(rows)
+    columns = {}
+    for rec in regions.itertuples():
+        column = f"{rec.name}_feature"
+        table[column] = table["signal"] + rng.normal(0, 0.1, len(table))
+        columns[rec.name] = [column]
+    aux_columns = [c for cols in columns.values() for c in cols]
+    write_tsv(table[["participant_id", "session_id", "cohort", *aux_columns]], root / "auxiliary.tsv")
+    (root / "auxiliary_boxes.json").write_text(json.dumps({"boxes": columns, "columns": aux_columns}))
+    write_tsv(table[["cohort", "participant_id", "session_id", "age", "signal"]], root / "visits.tsv")
+    return root
+
+
+def ssl_job(root: Path, method: str, stage: str, out: Path, box: str | None = "lh_parietal", epochs: int = 2,
+            batch_size: int = 16, **extra) -> dict:
+    """A small CPU job over :func:`write_patch_store`'s store."""
+    from rnce.ssl.jobs import make_job
+
+    ssl = {"rep_dim": 8, "encoder_widths": [4, 8, 8, 16, 16], "aggregator_depth": 1, "aggregator_heads": 2,
+           "unet_base": 2, "unet_depth": 2, "temperature": 0.2, "aux_weight": 1.0, "barlow_lambda": 5e-3,
+           "lssl_weight": 1.0, "seed": 0, "deterministic": True, "bf16": False,
+           "stage1": {"epochs": epochs, "batch_size": batch_size, "learning_rate": 3e-3, "weight_decay": 0.0},
+           "stage2": {"epochs": epochs, "batch_size": batch_size, "learning_rate": 3e-3, "weight_decay": 0.0},
+           "reconstruction": {"epochs": epochs, "batch_size": 4, "learning_rate": 3e-3, "weight_decay": 0.0},
+           "augment": {"probability": 0.2, "tissue_labels": 0.05}}
+    from rnce.ssl.jobs import settings
+
+    visits = pd.read_csv(root / "visits.tsv", sep="\t").to_dict("records")
+    name = f"{method}_{stage}_{box}"
+    outputs = {"model": str(out / f"{name}.pt"), "metrics": str(out / f"{name}.tsv"),
+               "figure": str(out / f"{name}.png"), "checkpoints": str(out / "checkpoints" / name)}
+    return make_job(method, stage, settings(ssl, method, stage), str(root), ["pre"], outputs, box=box,
+                    auxiliary=str(root / "auxiliary.tsv"), auxiliary_boxes=str(root / "auxiliary_boxes.json"),
+                    visits=visits, regions=str(ROOT / "config" / "regions.tsv"), resolution=6.0, **extra)

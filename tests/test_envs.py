@@ -14,7 +14,7 @@ from conftest import ROOT
 # import name -> package name in conda-forge / PyPI
 PACKAGE = {"ants": "antspyx", "yaml": "pyyaml", "bids": "pybids", "sklearn": "scikit-learn",
            "neuroHarmonize": "neuroharmonize", "pandas_plink": "pandas-plink", "nibabel": "nibabel",
-           "snakemake": "snakemake", "torch": "pytorch", "xarray": "xarray"}
+           "snakemake": "snakemake", "xarray": "xarray"}
 SRC = ROOT / "src"
 
 

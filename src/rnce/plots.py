@@ -69,3 +69,20 @@ def feature_qc_figure(table: pd.DataFrame, flagged: pd.DataFrame, path: str) -> 
         + theme(axis_text_x=element_text(rotation=45, ha="right"))
     )
     _save(plot, path, width=10, height=7)
+
+
+def loss_curve(metrics: pd.DataFrame, path: str, title: str) -> None:
+    """Training loss per epoch (log scale when it spans a decade), with samples/s in the caption."""
+    from plotnine import aes, geom_line, geom_point, ggplot, labs, scale_y_log10
+
+    positive = bool((metrics["loss"] > 0).all())
+    plot = (
+        ggplot(metrics, aes("epoch", "loss"))
+        + geom_line()
+        + geom_point(size=1)
+        + labs(x="epoch", y="mean training loss", title=title,
+               caption=f"median {metrics['samples_per_s'].median():.1f} samples/s")
+    )
+    if positive and metrics["loss"].max() > 10 * metrics["loss"].min():
+        plot += scale_y_log10()
+    _save(plot, path, width=5, height=3.5)

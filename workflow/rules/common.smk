@@ -5,12 +5,17 @@ import os
 
 from rnce import cohort as cohorts_lib
 from rnce.features import KEYS as FEATURE_KEYS
+from rnce.regions import read_regions
+from rnce.ssl import jobs as ssl_jobs
 
 RESULTS = config["results"]
 FS_STATS = ("aseg.stats", "lh.aparc.stats", "rh.aparc.stats")
 # the 18 boxes: the workflow's own table unless the config names another
 REGIONS = config.get("regions") or os.path.join(workflow.basedir, "config", "regions.tsv")
+BOXES = read_regions(REGIONS)["name"].tolist()
 SIM_DIR = f"{RESULTS}/demo"
+PATCHES = f"{RESULTS}/patches"
+SSL_METHODS = config["ssl"]["methods"]
 IMAGES_PER_SHARD = config["sharding"]["images_per_shard"]
 SIMULATED = list((config.get("simulate") or {}).get("cohorts", {}))
 
@@ -162,6 +167,54 @@ def pretrain_cohorts():
     return [c for c in COHORTS if "pretrain" in config["cohorts"][c]["roles"]]
 
 
+def pretrain_patch_shards(wildcards):
+    return [f"{PATCHES}/{c}/shard-{s}" for c in pretrain_cohorts() for s in shards(c)]
+
+
+def imaged_patch_shards(wildcards):
+    return [f"{PATCHES}/{c}/shard-{s}" for c in IMAGED for s in shards(c)]
+
+
+def rnce_auxiliary(wildcards):
+    """Input function: the auxiliary matrix A, for R-NCE only (the other methods do not rerun with ComBat)."""
+    if wildcards.method != "rnce":
+        return {}
+    return {"auxiliary": f"{RESULTS}/features/auxiliary.tsv",
+            "auxiliary_boxes": f"{RESULTS}/features/auxiliary_boxes.json"}
+
+
+def encoder_settings(wildcards):
+    """Params function: the ssl settings a stage-1 job depends on."""
+    return ssl_jobs.settings(config["ssl"], wildcards.method, "encoder")
+
+
+def aggregator_settings(wildcards):
+    return ssl_jobs.settings(config["ssl"], wildcards.method, "aggregator")
+
+
+def reconstruction_settings(wildcards):
+    return ssl_jobs.settings(config["ssl"], wildcards.method, "model")
+
+
+def method_encoders(wildcards):
+    return expand(f"{RESULTS}/ssl/{wildcards.method}/encoders/{{box}}.pt", box=BOXES)
+
+
+def lssl_visits(wildcards):
+    """Params function: age of every pretrain image (LSSL orders each subject's visits by it)."""
+    if wildcards.method != "lssl":
+        return []
+    return [{"cohort": c, **row} for c in pretrain_cohorts()
+            for row in cohort_table(c)[["participant_id", "session_id", "age"]].to_dict("records")]
+
+
+def embedding_models(wildcards):
+    """Input function of embed: the aggregator and encoders, or the reconstruction model."""
+    if wildcards.method in ("models_genesis", "lssl"):
+        return {"model": f"{RESULTS}/ssl/{wildcards.method}/model.pt"}
+    return {"model": f"{RESULTS}/ssl/{wildcards.method}/aggregator.pt", "encoders": method_encoders(wildcards)}
+
+
 def simulated_genetics_outputs():
     """Genotypes and cell-type annotations, written when a gwas cohort is simulated."""
     if "gwas" not in SIMULATED:
@@ -180,6 +233,7 @@ def all_outputs(wildcards):
         + expand(f"{RESULTS}/inventory/{{cohort}}.tsv", cohort=IMAGED)
         + [f"{RESULTS}/features/harmonized.tsv", f"{RESULTS}/features/auxiliary.tsv", f"{RESULTS}/features/qc.png"]
         + expand(f"{RESULTS}/qc/registration_{{cohort}}.tsv", cohort=IMAGED)
+        + (expand(f"{RESULTS}/embeddings/{{method}}.tsv", method=SSL_METHODS) if pretrain_cohorts() else [])
     )
 
 
@@ -187,3 +241,4 @@ wildcard_constraints:
     cohort="|".join(COHORTS) if COHORTS else "none",
     shard=r"\d{4}",
     key=r"[0-9a-f]{12}",
+    box="|".join(BOXES),

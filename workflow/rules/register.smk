@@ -15,6 +15,7 @@ rule preprocess_shard:
         threshold=config["register"]["qc_threshold"],
         registered_dir=registered_dir,
         fast=config["register"]["fast"],
+        whole_size=config["register"]["whole_image_size"],
     log:
         f"{RESULTS}/logs/register/{{cohort}}/shard-{{shard}}.log",
     benchmark:

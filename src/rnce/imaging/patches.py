@@ -5,6 +5,8 @@ into place when complete, so a killed job leaves nothing half-written)::
 
     {root}/{cohort}/shard-{shard}/index.tsv      participant_id, session_id, image_key, position
     {root}/{cohort}/shard-{shard}/{box}.npy      float16, images x X x Y x Z (np.load(mmap_mode="r"))
+    {root}/{cohort}/shard-{shard}/whole_image.npy  float16, images x S x S x S: the brain's bounding
+                                                 box resampled to S^3 (the reconstruction baselines' input)
     {root}/{cohort}/shard-{shard}/qc.tsv         registration QC of every image of the shard
     {root}/{cohort}/shard-{shard}/qc_slices.npz  mid-slices of each registered image (QC montage)
     {root}/{cohort}/shard-{shard}/transforms/{image_key}.mat   image -> template (ANTs)
@@ -34,6 +36,7 @@ from rnce.io import write_tsv
 log = logging.getLogger(__name__)
 
 INDEX_COLUMNS = ["participant_id", "session_id", "image_key", "position"]
+WHOLE_IMAGE = "whole_image"
 
 
 def box_slices(regions: pd.DataFrame, affine: np.ndarray, shape: tuple[int, ...]) -> dict[str, tuple[slice, ...]]:
@@ -60,6 +63,20 @@ def normalise(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, out, 0.0).astype(np.float32)
 
 
+def brain_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The bounding box of the template's brain mask."""
+    where = np.argwhere(mask)
+    return tuple(slice(int(a), int(b) + 1) for a, b in zip(where.min(0), where.max(0), strict=True))
+
+
+def whole_image(normalised: np.ndarray, box: tuple[slice, ...], size: int) -> np.ndarray:
+    """The image inside the brain's bounding box, resampled (linear) to ``size``^3."""
+    from scipy import ndimage
+
+    cropped = normalised[box]
+    return ndimage.zoom(cropped, [size / s for s in cropped.shape], order=1, grid_mode=True, mode="nearest")
+
+
 def mid_slices(data: np.ndarray) -> dict[str, np.ndarray]:
     x, y, z = (s // 2 for s in data.shape)
     return {"axial": data[:, :, z], "coronal": data[:, y, :], "sagittal": data[x, :, :]}
@@ -68,20 +85,23 @@ def mid_slices(data: np.ndarray) -> dict[str, np.ndarray]:
 class ShardWriter:
     """Collects one shard's patches, then writes them all under a temporary folder renamed at the end."""
 
-    def __init__(self, out_dir: str | Path, boxes: dict[str, tuple[slice, ...]]):
+    def __init__(self, out_dir: str | Path, boxes: dict[str, tuple[slice, ...]], brain: tuple[slice, ...],
+                 whole_size: int):
         self.out_dir = Path(out_dir)
         self.tmp = self.out_dir.with_name(f".tmp-{os.getpid()}-{self.out_dir.name}")
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         (self.tmp / "transforms").mkdir(parents=True)
         self.boxes = boxes
-        self.patches: dict[str, list[np.ndarray]] = {b: [] for b in boxes}
+        self.brain, self.whole_size = brain, whole_size
+        self.patches: dict[str, list[np.ndarray]] = {b: [] for b in [*boxes, WHOLE_IMAGE]}
         self.index: list[dict] = []
         self.slices: dict[str, np.ndarray] = {}
 
     def add(self, participant_id: str, session_id: str, image_key: str, normalised: np.ndarray) -> None:
         for box, sl in self.boxes.items():
             self.patches[box].append(normalised[sl].astype(np.float16))
+        self.patches[WHOLE_IMAGE].append(whole_image(normalised, self.brain, self.whole_size).astype(np.float16))
         self.index.append({"participant_id": participant_id, "session_id": session_id, "image_key": image_key,
                            "position": len(self.index)})
 
@@ -94,8 +114,10 @@ class ShardWriter:
         return self.tmp / "transforms" / f"{image_key}.mat"
 
     def close(self, qc: pd.DataFrame) -> None:
-        for box, sl in self.boxes.items():
-            shape = (len(self.index), *(s.stop - s.start for s in sl))
+        shapes = {box: tuple(s.stop - s.start for s in sl) for box, sl in self.boxes.items()}
+        shapes[WHOLE_IMAGE] = (self.whole_size,) * 3
+        for box, box_shape in shapes.items():
+            shape = (len(self.index), *box_shape)
             array = np.lib.format.open_memmap(self.tmp / f"{box}.npy", mode="w+", dtype=np.float16, shape=shape)
             for i, patch in enumerate(self.patches[box]):
                 array[i] = patch
@@ -138,12 +160,13 @@ class PatchStore:
     @cached_property
     def boxes(self) -> list[str]:
         first = next(s for s in self.shards if (s / "index.tsv").exists())
-        return sorted(p.stem for p in first.glob("*.npy"))
+        return sorted(p.stem for p in first.glob("*.npy") if p.stem != WHOLE_IMAGE)
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def _array(self, shard: str, box: str) -> np.ndarray:
+    def array(self, shard: str, box: str) -> np.ndarray:
+        """The memory-mapped array of one shard and box (images x X x Y x Z)."""
         key = (shard, box)
         if key not in self._arrays:
             self._arrays[key] = np.load(self.folder / shard / f"{box}.npy", mmap_mode="r")
@@ -158,15 +181,16 @@ class PatchStore:
     def get(self, participant_id: str, session_id: str, box: str) -> np.ndarray:
         """One patch (float16, X x Y x Z)."""
         rec = self.index.iloc[self.row(participant_id, session_id)]
-        return np.asarray(self._array(rec["shard"], box)[rec["position"]])
+        return np.asarray(self.array(rec["shard"], box)[rec["position"]])
 
     def batch(self, rows, box: str, dtype=np.float32) -> np.ndarray:
-        """Patches of the images at ``rows`` (positions in :attr:`index`) for one box: B x X x Y x Z."""
+        """Patches of the images at ``rows`` (positions in :attr:`index`) for one box (or
+        :data:`WHOLE_IMAGE`): B x X x Y x Z."""
         sub = self.index.iloc[list(rows)]
-        first = self._array(sub["shard"].iat[0], box)
+        first = self.array(sub["shard"].iat[0], box)
         out = np.empty((len(sub), *first.shape[1:]), dtype=dtype)
         for i, (shard, position) in enumerate(zip(sub["shard"], sub["position"], strict=True)):
-            out[i] = self._array(shard, box)[position]
+            out[i] = self.array(shard, box)[position]
         return out
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from rnce.imaging.io import ImageError
-from rnce.imaging.patches import ShardWriter, box_slices, normalise, save_registered
+from rnce.imaging.patches import ShardWriter, box_slices, brain_box, normalise, save_registered
 from rnce.imaging.register import register_to_template
 from rnce.imaging.template import load_template
 from rnce.io import write_tsv
@@ -28,12 +28,13 @@ QC_COLUMNS = ["participant_id", "session_id", "image_key", "source", "template_c
 
 def preprocess_shard(rows: list[dict], out_dir: str, regions: str, transform: str = "Similarity",
                      template: str | None = None, resolution: float = 1.0, threshold: float = 0.8,
-                     registered_dir: str | None = None, fast: bool = False) -> pd.DataFrame:
+                     registered_dir: str | None = None, fast: bool = False, whole_size: int = 96) -> pd.DataFrame:
     """Register every image of ``rows`` (participant_id, session_id, image_key, source, brain_extracted)
     and write the shard folder ``out_dir`` (see :mod:`rnce.imaging.patches`). Returns the QC table."""
     t1, mask = load_template(template, resolution)
     mask_np = mask.get_fdata() > 0.5
-    writer = ShardWriter(out_dir, box_slices(read_regions(regions), t1.affine, t1.shape))
+    writer = ShardWriter(out_dir, box_slices(read_regions(regions), t1.affine, t1.shape), brain_box(mask_np),
+                         whole_size)
     qc = []
     try:
         for row in rows:

@@ -1,0 +1,126 @@
+"""Augmentations (METHOD §6) and the Models Genesis corruptions.
+
+Patch views for the contrastive methods are made with torchio: rotation, crop
+(a random zoom-in with translation, torchio's affine; the equivalent of a
+random resized crop that keeps the box's shape), noise, Gaussian blur, bias
+field, flip, spike, contrast (gamma), and GM/WM/CSF labels mapped to random
+Gaussian intensities (SynthSeg style, ``RandomLabelsToImage``). The labels are
+the template's tissue classes cut at the same box (:func:`tissue_labels`):
+the images are registered to the template, so its classes are every image's
+approximate classes.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import torch
+
+DEFAULTS = {"rotation_deg": 10.0, "crop_zoom": 0.15, "noise_std": 0.1, "blur_std": 1.0, "bias_field": 0.3,
+            "flip": 0.5, "spike": 0.1, "log_gamma": 0.3, "tissue_labels": 0.2, "probability": 0.5}
+
+
+def patch_transform(settings: dict | None = None):
+    """The torchio pipeline of one patch view (``settings`` overrides :data:`DEFAULTS`).
+
+    ``probability`` is the chance of each of rotation/crop, noise, blur, bias
+    field and contrast; ``flip``, ``spike`` and ``tissue_labels`` are their own
+    probabilities. The subject holds ``image`` and ``labels`` (0 background,
+    1 CSF, 2 GM, 3 WM).
+    """
+    import torchio as tio
+
+    s = {**DEFAULTS, **(settings or {})}
+    unknown = set(s) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown augmentation setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    p = s["probability"]
+    zoom = s["crop_zoom"]
+    return tio.Compose([
+        tio.RandomLabelsToImage(label_key="labels", image_key="image", used_labels=[1, 2, 3],
+                                default_mean=(-1.5, 1.5), default_std=(0.05, 0.3), p=s["tissue_labels"]),
+        tio.RandomAffine(scales=(1.0, 1.0 + zoom), degrees=s["rotation_deg"], translation=2, default_pad_value=0,
+                         p=p),
+        tio.RandomFlip(axes=(0,), flip_probability=1.0, p=s["flip"]),
+        tio.RandomBiasField(coefficients=s["bias_field"], order=2, p=p),
+        tio.RandomGamma(log_gamma=s["log_gamma"], p=p),
+        tio.RandomBlur(std=(0, s["blur_std"]), p=p),
+        tio.RandomNoise(std=(0, s["noise_std"]), p=p),
+        tio.RandomSpike(num_spikes=1, intensity=(0.1, 0.3), p=s["spike"]),
+    ])
+
+
+def augment(patch: np.ndarray, labels: np.ndarray, transform) -> torch.Tensor:
+    """One augmented view (1 x X x Y x Z float32) of ``patch`` with its ``labels``."""
+    import torchio as tio
+
+    subject = tio.Subject(image=tio.ScalarImage(tensor=torch.as_tensor(patch, dtype=torch.float32)[None]),
+                          labels=tio.LabelMap(tensor=torch.as_tensor(labels)[None]))
+    return transform(subject)["image"].data
+
+
+@cache
+def _template_labels(template: str | None, resolution: float) -> np.ndarray:
+    from nilearn import datasets, image
+
+    from rnce.imaging.template import load_template
+
+    t1, mask = load_template(template, resolution)
+    inside = mask.get_fdata() > 0.5
+    labels = np.zeros(t1.shape, dtype=np.uint8)
+    if template is None:
+        gm, wm = (image.resample_to_img(m, t1, interpolation="continuous", force_resample=True,
+                                        copy_header=True).get_fdata()
+                  for m in (datasets.load_mni152_gm_template(1), datasets.load_mni152_wm_template(1)))
+        classes = np.argmax(np.stack([1 - gm - wm, gm, wm]), axis=0) + 1
+    else:  # another template: tissue classes from its intensity terciles inside the brain
+        data = t1.get_fdata()
+        cuts = np.quantile(data[inside], [1 / 3, 2 / 3])
+        classes = 1 + np.digitize(data, cuts)
+    labels[inside] = classes[inside]
+    return labels
+
+
+def tissue_labels(box: tuple[slice, ...], template: str | None = None, resolution: float = 1.0) -> np.ndarray:
+    """The template's tissue classes (0 outside the brain, 1 CSF, 2 GM, 3 WM) in one box."""
+    return _template_labels(template, resolution)[box]
+
+
+def genesis_corrupt(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Models Genesis' corruptions of a whole image (Zhou et al. 2021): a random
+    non-linear (Bezier) intensity curve (p 0.9), local voxel shuffling in small
+    blocks (p 0.5), then in-painting (random boxes of noise inside) or
+    out-painting (noise everywhere but one box), p 0.9 together, 4 to 1."""
+    x = image.astype(np.float32).copy()
+    lo, hi = float(x.min()), float(x.max())
+    scale = hi - lo if hi > lo else 1.0
+    if rng.random() < 0.9:
+        t = np.linspace(0, 1, 1000)
+        p1, p2 = rng.random(2), rng.random(2)
+        xs = 3 * (1 - t) ** 2 * t * p1[0] + 3 * (1 - t) * t ** 2 * p2[0] + t ** 3
+        ys = 3 * (1 - t) ** 2 * t * p1[1] + 3 * (1 - t) * t ** 2 * p2[1] + t ** 3
+        order = np.argsort(xs)
+        x = lo + scale * np.interp((x - lo) / scale, xs[order], ys[order])
+    size = np.array(x.shape)
+    if rng.random() < 0.5:
+        for _ in range(max(1, int(np.prod(size) / 500))):
+            block = rng.integers(1, np.maximum(size // 10, 2) + 1)
+            start = rng.integers(0, size - block + 1)
+            sl = tuple(slice(a, a + b) for a, b in zip(start, block, strict=True))
+            x[sl] = rng.permutation(x[sl].ravel()).reshape(x[sl].shape)
+    if rng.random() < 0.9:
+        if rng.random() < 0.8:  # in-painting
+            for _ in range(rng.integers(1, 6)):
+                block = rng.integers(size // 8, size // 4 + 2)
+                start = rng.integers(0, size - block + 1)
+                sl = tuple(slice(a, a + b) for a, b in zip(start, block, strict=True))
+                x[sl] = lo + scale * rng.random(x[sl].shape)
+        else:  # out-painting
+            block = rng.integers(size * 3 // 5, size * 4 // 5 + 1)
+            start = rng.integers(0, size - block + 1)
+            sl = tuple(slice(a, a + b) for a, b in zip(start, block, strict=True))
+            keep = x[sl].copy()
+            x = (lo + scale * rng.random(x.shape)).astype(np.float32)
+            x[sl] = keep
+    return x.astype(np.float32)

@@ -1,0 +1,136 @@
+"""Self-supervised losses (METHOD §5). Pure functions of tensors; B is the batch size.
+
+Every function checks its arguments' shapes and computes in float32 (autocast
+off), so a bf16 forward pass still gets a float32 loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _pair(z1: Tensor, z2: Tensor, name: str) -> tuple[Tensor, Tensor]:
+    if z1.ndim != 2 or z1.shape != z2.shape:
+        raise ValueError(f"{name}: the two views must be B x d matrices of one shape, got "
+                         f"{tuple(z1.shape)} and {tuple(z2.shape)}")
+    if z1.shape[0] < 2:
+        raise ValueError(f"{name}: needs a batch of at least 2, got {z1.shape[0]}")
+    return z1.float(), z2.float()
+
+
+def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.1) -> Tensor:
+    """NT-Xent / NCE, eq. (1).
+
+    Parameters
+    ----------
+    z1, z2 : B x d
+        The two views' representations; row i of both is image i.
+    temperature : float
+        tau > 0; similarities are cosine similarities divided by tau.
+
+    Returns
+    -------
+    Scalar: for each of the 2B anchors, the cross-entropy of picking its other
+    view among the 2B - 1 other rows (the 2B - 2 views of the other images are
+    the negatives), averaged over the anchors.
+    """
+    if temperature <= 0:
+        raise ValueError(f"nt_xent: temperature must be > 0, got {temperature}")
+    with torch.autocast(z1.device.type, enabled=False):
+        z1, z2 = _pair(z1, z2, "nt_xent")
+        b = z1.shape[0]
+        z = F.normalize(torch.cat([z1, z2]), dim=1)
+        logits = z @ z.T / temperature
+        self_mask = torch.eye(2 * b, dtype=torch.bool, device=z.device)
+        logits = logits.masked_fill(self_mask, float("-inf"))
+        targets = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
+        return F.cross_entropy(logits, targets)
+
+
+def _project(x: Tensor, y: Tensor) -> Tensor:
+    """P_X[Y] = X pinv(X) Y, the projection of Y's columns on the column space of X."""
+    return x @ (torch.linalg.pinv(x) @ y)
+
+
+def rnce_residuals(h: Tensor, aux: Tensor) -> tuple[Tensor, Tensor]:
+    """Eq. (2): R = A - P_H[A] (auxiliary information H misses) and R' = H - P_A[H] (H beyond A)."""
+    return aux - _project(h, aux), h - _project(aux, h)
+
+
+def rnce_loss(h1: Tensor, h2: Tensor, aux: Tensor | tuple[Tensor, Tensor], temperature: float = 0.1,
+              aux_weight: float = 1.0) -> Tensor:
+    """R-NCE, eqs. (2)-(3): ``aux_weight * mean_v ||R_v||_F^2 + NT-Xent(R'_1, R'_2)``.
+
+    Parameters
+    ----------
+    h1, h2 : B x d
+        The two views' representations.
+    aux : B x k, or a pair of B x k1 and B x k2
+        The batch's z-scored auxiliary features; one matrix for both views, or one
+        per view (stage 2: each view's boxes cover their own auxiliary subset).
+    temperature : float
+        NT-Xent temperature.
+    aux_weight : float
+        Weight of the auxiliary term.
+
+    Needs B > d and B > k, otherwise every projection is the identity and both
+    terms are trivially zero.
+    """
+    with torch.autocast(h1.device.type, enabled=False):
+        h1, h2 = _pair(h1, h2, "rnce_loss")
+        aux1, aux2 = (aux, aux) if isinstance(aux, Tensor) else aux
+        b, d = h1.shape
+        for a in (aux1, aux2):
+            if a.ndim != 2 or a.shape[0] != b:
+                raise ValueError(f"rnce_loss: aux must be B x k with B = {b}, got {tuple(a.shape)}")
+            if b <= d or b <= a.shape[1]:
+                raise ValueError(f"rnce_loss: needs batch size B > d and B > k, got B = {b}, d = {d}, "
+                                 f"k = {a.shape[1]}; increase the batch size")
+        r1, r1_prime = rnce_residuals(h1, aux1.float())
+        r2, r2_prime = rnce_residuals(h2, aux2.float())
+        aux_term = 0.5 * (r1.pow(2).sum() + r2.pow(2).sum())
+        return aux_weight * aux_term + nt_xent(r1_prime, r2_prime, temperature)
+
+
+def barlow_twins(z1: Tensor, z2: Tensor, lambd: float = 5e-3, eps: float = 1e-5) -> Tensor:
+    """Barlow Twins: ``sum_i (1 - c_ii)^2 + lambd * sum_{i != j} c_ij^2``.
+
+    ``c`` (d x d) is the cross-correlation of the two views after standardising
+    each dimension over the batch (mean 0, biased variance 1 with ``eps``, as
+    ``BatchNorm1d(affine=False)`` does in the reference implementation).
+    """
+    with torch.autocast(z1.device.type, enabled=False):
+        z1, z2 = _pair(z1, z2, "barlow_twins")
+        b = z1.shape[0]
+        n1 = (z1 - z1.mean(0)) / torch.sqrt(z1.var(0, unbiased=False) + eps)
+        n2 = (z2 - z2.mean(0)) / torch.sqrt(z2.var(0, unbiased=False) + eps)
+        c = n1.T @ n2 / b
+        diagonal = torch.diagonal(c)
+        on = (1 - diagonal).pow(2).sum()
+        off = c.pow(2).sum() - diagonal.pow(2).sum()
+        return on + lambd * off
+
+
+def reconstruction(restored: Tensor, target: Tensor) -> Tensor:
+    """Models Genesis: mean squared error between the restored and the original image."""
+    if restored.shape != target.shape:
+        raise ValueError(f"reconstruction: shapes differ, {tuple(restored.shape)} and {tuple(target.shape)}")
+    with torch.autocast(restored.device.type, enabled=False):
+        return F.mse_loss(restored.float(), target.float())
+
+
+def lssl_direction(z1: Tensor, z2: Tensor, direction: Tensor) -> Tensor:
+    """LSSL's alignment term: ``mean_i (1 - cos(z2_i - z1_i, direction))``.
+
+    ``z1``, ``z2`` (B x d) are the latents of each subject's earlier and later
+    visit; ``direction`` (d) is the learned ageing direction.
+    """
+    with torch.autocast(z1.device.type, enabled=False):
+        z1, z2 = _pair(z1, z2, "lssl_direction")
+        if direction.shape != (z1.shape[1],):
+            raise ValueError(f"lssl_direction: direction must have shape ({z1.shape[1]},), "
+                             f"got {tuple(direction.shape)}")
+        cos = F.cosine_similarity(z2 - z1, direction.float().expand_as(z1), dim=1, eps=1e-8)
+        return (1 - cos).mean()

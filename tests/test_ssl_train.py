@@ -1,0 +1,188 @@
+"""Training jobs on a synthetic patch store: every method learns, checkpoints resume exactly
+(after SIGKILL, SIGTERM or a corrupt checkpoint), DDP runs with gloo, embeddings are written."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rnce.ssl import train
+from rnce.ssl.embed import embed
+from rnce.ssl.tasks import build
+from tests.conftest import ROOT, ssl_job, write_patch_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_patch_store(tmp_path_factory.mktemp("store"))
+
+
+def weights(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def run_cli(job, tmp_path, name):
+    spec = tmp_path / f"{name}.json"
+    spec.write_text(json.dumps(job))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "rnce.ssl.train", str(spec)], env=env, stderr=subprocess.PIPE,
+                            text=True)
+
+
+@pytest.mark.parametrize("method,stage,box", [
+    ("rnce", "encoder", "lh_parietal"), ("simclr", "encoder", "lh_parietal"),
+    ("barlow_twins", "encoder", "lh_parietal"), ("models_genesis", "model", None), ("lssl", "model", None)])
+def test_training_loss_falls(store, tmp_path, method, stage, box):
+    job = ssl_job(store, method, stage, tmp_path, box=box, epochs=12)
+    metrics = train.run(job)
+    assert len(metrics) == 12 and np.isfinite(metrics["loss"]).all()
+    assert metrics["loss"].iloc[-3:].mean() < metrics["loss"].iloc[:3].mean()
+    assert (metrics["samples_per_s"] > 0).all()
+    saved = pd.read_csv(job["out"]["metrics"], sep="\t")
+    assert list(saved.columns) == ["epoch", "loss", "samples_per_s", "seconds", "learning_rate"]
+    assert os.path.getsize(job["out"]["figure"]) > 5000
+    assert not list((tmp_path / "checkpoints").rglob("*.pt"))  # removed once the model is written
+
+
+def encoders_for(store, tmp_path, method, epochs=2):
+    from rnce.regions import read_regions
+
+    out = {}
+    for box in read_regions(ROOT / "config" / "regions.tsv")["name"]:
+        job = ssl_job(store, method, "encoder", tmp_path, box=box, epochs=epochs)
+        train.run(job)
+        out[box] = job["out"]["model"]
+    return out
+
+
+def test_aggregator_learns_and_embeddings_cover_every_image(store, tmp_path):
+    encoders = encoders_for(store, tmp_path, "rnce", epochs=2)
+    for method in ("simclr", "barlow_twins"):  # the aggregator on frozen R-NCE encoders, stable losses
+        job = ssl_job(store, method, "aggregator", tmp_path, box=None, epochs=30, batch_size=24, encoders=encoders)
+        metrics = train.run(job)
+        assert metrics["loss"].iloc[-5:].mean() < metrics["loss"].iloc[:5].mean(), method
+    job = ssl_job(store, "rnce", "aggregator", tmp_path, box=None, epochs=3, batch_size=24, encoders=encoders)
+    assert np.isfinite(train.run(job)["loss"]).all()
+    table = embed("rnce", str(store), ["pre"], job["out"]["model"], encoders, str(tmp_path / "rnce.tsv"))
+    written = pd.read_csv(tmp_path / "rnce.tsv", sep="\t")
+    assert len(written) == len(table) == 48
+    assert list(written.columns[:3]) == ["participant_id", "session_id", "cohort"]
+    assert written.shape[1] == 3 + 8 and np.isfinite(written.iloc[:, 3:].to_numpy()).all()
+    # 18 boxes of one auxiliary column each: one of the two views covers >= 9 columns, not < B = 9
+    small = ssl_job(store, "rnce", "aggregator", tmp_path, box=None, epochs=1, batch_size=9, encoders=encoders)
+    with pytest.raises(ValueError, match="increase the batch size"):
+        train.run(small)
+
+
+def probe_r2(reps: np.ndarray, target: np.ndarray) -> float:
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import cross_val_score
+
+    return float(np.mean(cross_val_score(RidgeCV(alphas=np.logspace(-3, 3, 13)), reps, target, cv=4, scoring="r2")))
+
+
+def test_rnce_representation_recovers_the_auxiliary_features_better_than_simclr(store, tmp_path):
+    from rnce.ssl.data import Images
+    from rnce.ssl.tasks import box_representations
+
+    images = Images(store, ["pre"])
+    aux = pd.read_csv(store / "auxiliary.tsv", sep="\t")
+    target = images.table.merge(aux, on=["participant_id", "session_id", "cohort"])["lh_parietal_feature"].to_numpy()
+    scores = {}
+    for method in ("rnce", "simclr"):
+        job = ssl_job(store, method, "encoder", tmp_path, epochs=15, batch_size=16)
+        train.run(job)
+        reps = box_representations(images, {"lh_parietal": job["out"]["model"]}, torch.device("cpu"))[:, 0].numpy()
+        scores[method] = probe_r2(reps, target)
+    assert scores["rnce"] > 0.5, scores
+    assert scores["rnce"] > scores["simclr"] + 0.3, scores
+
+
+def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(store, tmp_path):
+    reference = ssl_job(store, "simclr", "encoder", tmp_path / "a", epochs=6)
+    train.run(reference)
+    job = ssl_job(store, "simclr", "encoder", tmp_path / "b", epochs=6)
+    proc = run_cli(job, tmp_path, "killed")
+    checkpoints = tmp_path / "b" / "checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(checkpoints.rglob("step-0002-*.pt")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not os.path.exists(job["out"]["model"])
+    resumed = run_cli(job, tmp_path, "resumed")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-2000:]
+    assert "resuming from" in err
+    assert same_weights(reference["out"]["model"], job["out"]["model"])
+
+
+def test_sigterm_writes_a_checkpoint_and_exits_for_requeue(store, tmp_path):
+    job = ssl_job(store, "barlow_twins", "encoder", tmp_path, epochs=40)
+    proc = run_cli(job, tmp_path, "term")
+    checkpoints = tmp_path / "checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(checkpoints.rglob("step-0001-*.pt")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == train.REQUEUE_EXIT_CODE, err[-2000:]
+    assert "checkpoint" in err and "requeue" in err
+    latest = train.Checkpoints(next(checkpoints.iterdir())).paths()[-1]
+    state = torch.load(latest, weights_only=False)
+    assert 1 <= state["epoch"] < 40
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous(store, tmp_path, monkeypatch, caplog):
+    reference = ssl_job(store, "rnce", "encoder", tmp_path / "a", epochs=3)
+    train.run(reference)
+    job = ssl_job(store, "rnce", "encoder", tmp_path / "b", epochs=3)
+    monkeypatch.setattr(train.Checkpoints, "clear", lambda self: None)
+    train.run(job)
+    kept = train.Checkpoints(job["out"]["checkpoints"]).paths()
+    assert [p.name[:10] for p in kept] == ["step-0002-", "step-0003-"]
+    kept[-1].write_bytes(kept[-1].read_bytes()[:1000])  # torn write of the newest
+    os.remove(job["out"]["model"])
+    with caplog.at_level("WARNING"):
+        train.run(job)
+    assert "unreadable" in caplog.text and "falling back" in caplog.text
+    assert same_weights(reference["out"]["model"], job["out"]["model"])
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(store, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(train.Checkpoints, "clear", lambda self: None)
+    job = ssl_job(store, "simclr", "encoder", tmp_path, epochs=2)
+    train.run(job)
+    changed = {**job, "loss": {"temperature": 0.5}}
+    with caplog.at_level("WARNING"):
+        train.run(changed)
+    assert "other settings" in caplog.text
+
+
+def test_ddp_with_gloo_two_processes(store, tmp_path):
+    job = ssl_job(store, "rnce", "encoder", tmp_path, epochs=2, batch_size=24)
+    train.launch(job, processes=2)
+    assert os.path.exists(job["out"]["model"])
+    metrics = pd.read_csv(job["out"]["metrics"], sep="\t")
+    assert len(metrics) == 2 and np.isfinite(metrics["loss"]).all()
+
+
+def test_job_on_too_few_images_is_a_clear_error(store, tmp_path):
+    job = ssl_job(store, "simclr", "encoder", tmp_path, batch_size=64)
+    with pytest.raises(ValueError, match="larger than the 48 training images|fewer than one batch"):
+        train.run(job)
+    task = build(ssl_job(store, "lssl", "model", tmp_path, box=None), torch.device("cpu"))
+    assert len(task.dataset) == 24  # one pair per subject
