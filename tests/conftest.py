@@ -154,6 +154,9 @@ def write_patch_store(root: Path, n: int = 48, resolution: float = 6.0, seed: in
     write_tsv(table[["participant_id", "session_id", "cohort", *aux_columns]], root / "auxiliary.tsv")
     (root / "auxiliary_boxes.json").write_text(json.dumps({"boxes": columns, "columns": aux_columns}))
     write_tsv(table[["cohort", "participant_id", "session_id", "age", "signal"]], root / "visits.tsv")
+    from rnce.ssl.augment import write_tissue_labels
+
+    write_tissue_labels(str(ROOT / "config" / "regions.tsv"), str(root / "tissue_labels.npz"), resolution=resolution)
     return root
 
 
@@ -174,7 +177,7 @@ def ssl_job(root: Path, method: str, stage: str, out: Path, box: str | None = "l
     visits = pd.read_csv(root / "visits.tsv", sep="\t").to_dict("records")
     name = f"{method}_{stage}_{box}"
     outputs = {"model": str(out / f"{name}.pt"), "metrics": str(out / f"{name}.tsv"),
-               "figure": str(out / f"{name}.png"), "checkpoints": str(out / "checkpoints" / name)}
+               "checkpoints": str(out / "checkpoints" / name)}
     return make_job(method, stage, settings(ssl, method, stage), str(root), ["pre"], outputs, box=box,
                     auxiliary=str(root / "auxiliary.tsv"), auxiliary_boxes=str(root / "auxiliary_boxes.json"),
-                    visits=visits, regions=str(ROOT / "config" / "regions.tsv"), resolution=6.0, **extra)
+                    visits=visits, labels=str(root / "tissue_labels.npz"), **extra)

@@ -81,6 +81,13 @@ def test_tiny_world_runs_end_to_end_and_reruns_nothing(tmp_path):
     assert len(store) == len(pd.read_csv(out / "demo" / "participants" / "pretrain.tsv", sep="\t"))
     assert len(store.boxes) == 18 and store.batch([0, 1], "lh_parietal").shape[0] == 2
     assert not (out / "patches" / "gwas").exists()  # no images in the tiny gwas cohort
+    passed = sum(len(PatchStore(out / "patches", c)) for c in ("pretrain", "evaluate"))
+    for method in ("rnce", "simclr", "barlow_twins", "models_genesis", "lssl"):
+        embedding = pd.read_csv(out / "embeddings" / f"{method}.tsv", sep="\t")
+        assert len(embedding) == passed and embedding.shape[1] == 3 + 8, method
+        assert embedding.iloc[:, 3:].notna().all().all() and embedding.iloc[:, 3:].std().gt(0).all(), method
+        assert (out / "ssl" / method / "loss_curves.png").stat().st_size > 10_000
+    assert not list((out / "ssl" / "checkpoints").rglob("*.pt"))
     again = run_snakemake("-n", "--configfile", str(TINY_CONFIG), "--directory", str(tmp_path))
     assert "Nothing to be done" in again.stdout + again.stderr
 

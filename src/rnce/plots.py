@@ -71,18 +71,21 @@ def feature_qc_figure(table: pd.DataFrame, flagged: pd.DataFrame, path: str) -> 
     _save(plot, path, width=10, height=7)
 
 
-def loss_curve(metrics: pd.DataFrame, path: str, title: str) -> None:
-    """Training loss per epoch (log scale when it spans a decade), with samples/s in the caption."""
-    from plotnine import aes, geom_line, geom_point, ggplot, labs, scale_y_log10
+def ssl_loss_curves(metrics_paths: list[str], names: list[str], path: str, title: str) -> None:
+    """Training loss per epoch of each job of one SSL method (a panel per job: box or stage),
+    from the jobs' metrics tables."""
+    from plotnine import aes, facet_wrap, geom_line, geom_point, ggplot, labs
 
-    positive = bool((metrics["loss"] > 0).all())
+    metrics = {name: pd.read_csv(p, sep="\t") for name, p in zip(names, metrics_paths, strict=True)}
+    long = pd.concat([m.assign(job=name) for name, m in metrics.items()], ignore_index=True)
+    speed = long.groupby("job")["samples_per_s"].median()
     plot = (
-        ggplot(metrics, aes("epoch", "loss"))
+        ggplot(long, aes("epoch", "loss"))
         + geom_line()
-        + geom_point(size=1)
+        + geom_point(size=0.8)
+        + facet_wrap("~job", scales="free_y", ncol=6)
         + labs(x="epoch", y="mean training loss", title=title,
-               caption=f"median {metrics['samples_per_s'].median():.1f} samples/s")
+               caption=f"median samples/s per job: {speed.min():.1f} to {speed.max():.1f}")
     )
-    if positive and metrics["loss"].max() > 10 * metrics["loss"].min():
-        plot += scale_y_log10()
-    _save(plot, path, width=5, height=3.5)
+    rows = -(-len(metrics) // 6)
+    _save(plot, path, width=min(6, len(metrics)) * 2.2 + 1, height=rows * 1.8 + 1.2)

@@ -200,6 +200,20 @@ def method_encoders(wildcards):
     return expand(f"{RESULTS}/ssl/{wildcards.method}/encoders/{{box}}.pt", box=BOXES)
 
 
+def ssl_metric_names(wildcards):
+    """Params function: the training jobs of one method, in the order of ssl_metrics."""
+    if wildcards.method in ("models_genesis", "lssl"):
+        return ["model"]
+    return [f"encoder {b}" for b in BOXES] + ["aggregator"]
+
+
+def ssl_metrics(wildcards):
+    folder = f"{RESULTS}/ssl/{wildcards.method}/metrics"
+    if wildcards.method in ("models_genesis", "lssl"):
+        return [f"{folder}/model.tsv"]
+    return [f"{folder}/encoder_{b}.tsv" for b in BOXES] + [f"{folder}/aggregator.tsv"]
+
+
 def lssl_visits(wildcards):
     """Params function: age of every pretrain image (LSSL orders each subject's visits by it)."""
     if wildcards.method != "lssl":
@@ -213,6 +227,14 @@ def embedding_models(wildcards):
     if wildcards.method in ("models_genesis", "lssl"):
         return {"model": f"{RESULTS}/ssl/{wildcards.method}/model.pt"}
     return {"model": f"{RESULTS}/ssl/{wildcards.method}/aggregator.pt", "encoders": method_encoders(wildcards)}
+
+
+def ssl_outputs():
+    """Embeddings and loss curves of every configured SSL method (when a cohort pretrains)."""
+    if not pretrain_cohorts():
+        return []
+    return expand(f"{RESULTS}/embeddings/{{method}}.tsv", method=SSL_METHODS) + expand(
+        f"{RESULTS}/ssl/{{method}}/loss_curves.png", method=SSL_METHODS)
 
 
 def simulated_genetics_outputs():
@@ -233,7 +255,7 @@ def all_outputs(wildcards):
         + expand(f"{RESULTS}/inventory/{{cohort}}.tsv", cohort=IMAGED)
         + [f"{RESULTS}/features/harmonized.tsv", f"{RESULTS}/features/auxiliary.tsv", f"{RESULTS}/features/qc.png"]
         + expand(f"{RESULTS}/qc/registration_{{cohort}}.tsv", cohort=IMAGED)
-        + (expand(f"{RESULTS}/embeddings/{{method}}.tsv", method=SSL_METHODS) if pretrain_cohorts() else [])
+        + ssl_outputs()
     )
 
 

@@ -4,23 +4,41 @@
 # checkpoints under {results}/ssl/checkpoints/ and resume from them when rerun.
 
 
+rule ssl_tissue_labels:
+    input:
+        REGIONS,
+    output:
+        f"{RESULTS}/ssl/tissue_labels.npz",
+    params:
+        template=config["register"]["template"],
+        resolution=config["register"]["resolution_mm"],
+    log:
+        f"{RESULTS}/logs/ssl/tissue_labels.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/ssl/tissue_labels.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/ssl.yaml"
+    script:
+        "../scripts/ssl_tissue_labels.py"
+
+
 rule ssl_encoder:
     input:
         unpack(rnce_auxiliary),
         shards=pretrain_patch_shards,
-        regions=REGIONS,
+        labels=f"{RESULTS}/ssl/tissue_labels.npz",
     output:
         model=f"{RESULTS}/ssl/{{method}}/encoders/{{box}}.pt",
         metrics=f"{RESULTS}/ssl/{{method}}/metrics/encoder_{{box}}.tsv",
-        figure=f"{RESULTS}/ssl/{{method}}/metrics/encoder_{{box}}.png",
     params:
         stage="encoder",
         settings=encoder_settings,
         cohorts=pretrain_cohorts(),
         patch_root=PATCHES,
         checkpoints=f"{RESULTS}/ssl/checkpoints/{{method}}/encoder_{{box}}",
-        template=config["register"]["template"],
-        resolution=config["register"]["resolution_mm"],
         boxes=[],
         visits=[],
     wildcard_constraints:
@@ -48,15 +66,12 @@ rule ssl_aggregator:
     output:
         model=f"{RESULTS}/ssl/{{method}}/aggregator.pt",
         metrics=f"{RESULTS}/ssl/{{method}}/metrics/aggregator.tsv",
-        figure=f"{RESULTS}/ssl/{{method}}/metrics/aggregator.png",
     params:
         stage="aggregator",
         settings=aggregator_settings,
         cohorts=pretrain_cohorts(),
         patch_root=PATCHES,
         checkpoints=f"{RESULTS}/ssl/checkpoints/{{method}}/aggregator",
-        template=None,
-        resolution=None,
         boxes=BOXES,
         visits=[],
     wildcard_constraints:
@@ -82,15 +97,12 @@ rule ssl_reconstruction:
     output:
         model=f"{RESULTS}/ssl/{{method}}/model.pt",
         metrics=f"{RESULTS}/ssl/{{method}}/metrics/model.tsv",
-        figure=f"{RESULTS}/ssl/{{method}}/metrics/model.png",
     params:
         stage="model",
         settings=reconstruction_settings,
         cohorts=pretrain_cohorts(),
         patch_root=PATCHES,
         checkpoints=f"{RESULTS}/ssl/checkpoints/{{method}}/model",
-        template=None,
-        resolution=None,
         boxes=[],
         visits=lssl_visits,
     wildcard_constraints:
@@ -136,3 +148,25 @@ rule embed:
         "../../envs/ssl.yaml"
     script:
         "../scripts/embed.py"
+
+
+rule ssl_curves:
+    input:
+        ssl_metrics,
+    output:
+        report(f"{RESULTS}/ssl/{{method}}/loss_curves.png", category="SSL training"),
+    params:
+        names=ssl_metric_names,
+    wildcard_constraints:
+        method="|".join(SSL_METHODS) if SSL_METHODS else "none",
+    log:
+        f"{RESULTS}/logs/ssl/{{method}}/loss_curves.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/ssl/{{method}}/loss_curves.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/ssl.yaml"
+    script:
+        "../scripts/ssl_curves.py"

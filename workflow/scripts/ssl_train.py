@@ -5,9 +5,9 @@ from rnce.ssl.train import launch
 to_file(snakemake.log[0])
 p, i, o = snakemake.params, snakemake.input, snakemake.output
 job = make_job(snakemake.wildcards.method, p.stage, p.settings, p.patch_root, p.cohorts,
-               {"model": o.model, "metrics": o.metrics, "figure": o.figure, "checkpoints": p.checkpoints},
+               {"model": o.model, "metrics": o.metrics, "checkpoints": p.checkpoints},
                threads=snakemake.threads, processes=snakemake.resources.gpu, box=snakemake.wildcards.get("box"),
                auxiliary=i.get("auxiliary"), auxiliary_boxes=i.get("auxiliary_boxes"),
                encoders=dict(zip(p.boxes, i.encoders)) if p.boxes else None, visits=p.visits,
-               regions=i.get("regions"), template=p.template, resolution=p.resolution)
+               labels=i.get("labels"))
 launch(job, snakemake.resources.gpu)

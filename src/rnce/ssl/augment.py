@@ -87,6 +87,19 @@ def tissue_labels(box: tuple[slice, ...], template: str | None = None, resolutio
     return _template_labels(template, resolution)[box]
 
 
+def write_tissue_labels(regions: str, out_path: str, template: str | None = None, resolution: float = 1.0) -> None:
+    """Every box's tissue labels in one ``.npz`` (box name -> uint8 array), made once for all training jobs."""
+    from rnce.imaging.patches import box_slices
+    from rnce.imaging.template import load_template
+    from rnce.io import atomic_path
+    from rnce.regions import read_regions
+
+    t1, _ = load_template(template, resolution)
+    boxes = box_slices(read_regions(regions), t1.affine, t1.shape)
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **{name: tissue_labels(box, template, resolution) for name, box in boxes.items()})
+
+
 def genesis_corrupt(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Models Genesis' corruptions of a whole image (Zhou et al. 2021): a random
     non-linear (Bezier) intensity curve (p 0.9), local voxel shuffling in small

@@ -21,7 +21,7 @@ from rnce.imaging.patches import WHOLE_IMAGE
 from rnce.io import write_tsv
 from rnce.ssl.data import ID_COLUMNS, Images
 from rnce.ssl.models import Aggregator, LSSLAutoEncoder, UNet3D
-from rnce.ssl.tasks import CONTRASTIVE, box_representations
+from rnce.ssl.tasks import CONTRASTIVE, box_representations, standardise
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ def image_representations(method: str, images: Images, encoders: dict[str, str] 
         aggregator = Aggregator(len(names), m["rep_dim"], m["aggregator_depth"], m["aggregator_heads"])
         aggregator.load_state_dict(saved["state_dict"])
         aggregator.to(device).eval()
-        reps = box_representations(images, {b: encoders[b] for b in names}, device)
+        reps, _, _ = standardise(box_representations(images, {b: encoders[b] for b in names}, device),
+                                 saved["rep_mean"], saved["rep_sd"])
         boxes = torch.arange(len(names), device=device)
         return torch.cat([aggregator(reps[s:s + 256].to(device), boxes).float().cpu()
                           for s in range(0, len(reps), 256)]).numpy()

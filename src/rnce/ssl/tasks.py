@@ -64,6 +64,7 @@ class Task:
     dataset: torch.utils.data.Dataset
     image_ids: list[str]
     distributed: bool = True
+    extra: dict | None = None  # saved with the model (the aggregator's input standardisation)
 
     def loss(self, model: nn.Module, batch, epoch: int, step: int) -> Tensor:
         kind, method, settings = self.job["kind"], self.job["method"], self.job["loss"]
@@ -98,7 +99,7 @@ class Task:
         """The final model file: weights plus what is needed to rebuild the network."""
         return {"kind": self.job["kind"], "method": self.job["method"], "box": self.job.get("box"),
                 "model": self.job["model"], "state_dict": model.state_dict(),
-                "box_names": self.job.get("box_names")}
+                "box_names": self.job.get("box_names"), **(self.extra or {})}
 
 
 def box_split(n_boxes: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -117,6 +118,16 @@ def load_encoder(path: str, device: torch.device | str = "cpu") -> PatchEncoder:
     return model.to(device).eval()
 
 
+def standardise(reps: torch.Tensor, mean: torch.Tensor | None = None, sd: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Box representations z-scored per box and dimension (over the pretrain images, or with the
+    given ``mean``/``sd``): frozen encoders' outputs share a large common part that would
+    otherwise drown the differences between images in the aggregator."""
+    if mean is None:
+        mean, sd = reps.mean(0), reps.std(0).clamp_min(1e-6)
+    return (reps - mean) / sd, mean, sd
+
+
 @torch.no_grad()
 def box_representations(images: Images, encoders: dict[str, str], device: torch.device, batch: int = 64,
                         ) -> torch.Tensor:
@@ -132,8 +143,9 @@ def box_representations(images: Images, encoders: dict[str, str], device: torch.
 
 def build(job: dict, device: torch.device) -> Task:
     """The task of a job dict: ``kind``, ``method``, ``box``, ``patch_root``, ``cohorts``,
-    ``auxiliary`` / ``auxiliary_boxes`` (R-NCE), ``encoders`` (aggregator), ``visits``
-    (LSSL), ``model``, ``loss``, ``augment``, ``regions``, ``template``, ``resolution``, ``seed``."""
+    ``auxiliary`` / ``auxiliary_boxes`` (R-NCE), ``labels`` (encoders: the tissue labels of
+    :func:`rnce.ssl.augment.write_tissue_labels`), ``encoders`` (aggregator), ``visits``
+    (LSSL), ``model``, ``train``, ``loss``, ``augment``, ``seed``."""
     kind, method = job["kind"], job["method"]
     if method not in METHODS:
         raise ValueError(f"unknown SSL method {method!r}; known: {list(METHODS)}")
@@ -144,21 +156,20 @@ def build(job: dict, device: torch.device) -> Task:
         aux = aux_table.to_numpy(np.float32)
     ids = (images.table["cohort"] + "/" + images.table["participant_id"] + "/" + images.table["session_id"]).tolist()
     if kind == "encoder":
-        from rnce.imaging.patches import box_slices
-        from rnce.imaging.template import load_template
-        from rnce.regions import read_regions
-        from rnce.ssl.augment import patch_transform, tissue_labels
+        from rnce.ssl.augment import patch_transform
 
-        t1, _ = load_template(job["template"], job["resolution"])
-        box = box_slices(read_regions(job["regions"]), t1.affine, t1.shape)[job["box"]]
-        labels = tissue_labels(box, job["template"], job["resolution"])
+        with np.load(job["labels"]) as npz:
+            labels = npz[job["box"]]
+        if labels.shape != images.read(0, job["box"]).shape:
+            raise ValueError(f"{job['labels']}: the {job['box']} labels are {labels.shape}, its patches "
+                             f"{images.read(0, job['box']).shape}; were they made at another resolution?")
         if aux is not None:
             aux = aux[:, [list(aux_table.columns).index(c) for c in box_columns[job["box"]]]]
         dataset = PatchViews(images, job["box"], labels, patch_transform(job["augment"]), aux, job["seed"])
         return Task(job, encoder_model(job["model"]), dataset, ids)
     if kind == "aggregator":
         names = list(job["encoders"])
-        reps = box_representations(images, job["encoders"], device)
+        reps, mean, sd = standardise(box_representations(images, job["encoders"], device))
         job = {**job, "n_boxes": len(names), "box_names": names}
         if aux is not None:
             job.update(box_columns=box_columns, aux_index={c: i for i, c in enumerate(aux_table.columns)})
@@ -166,7 +177,7 @@ def build(job: dict, device: torch.device) -> Task:
         dataset = torch.utils.data.TensorDataset(reps, aux_tensor)
         model = Aggregator(len(names), job["model"]["rep_dim"], job["model"]["aggregator_depth"],
                            job["model"]["aggregator_heads"])
-        return Task(job, model, dataset, ids, distributed=False)
+        return Task(job, model, dataset, ids, distributed=False, extra={"rep_mean": mean, "rep_sd": sd})
     m = job["model"]
     if kind == "models_genesis":
         return Task(job, UNet3D(m["unet_base"], m["unet_depth"], m["rep_dim"]), WholeImages(images, job["seed"]), ids)

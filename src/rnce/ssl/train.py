@@ -86,8 +86,11 @@ class StopRequest:
 
     def __init__(self):
         self.signal: int | None = None
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            signal.signal(sig, self._handle)
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
     def _handle(self, signum, frame) -> None:
         self.signal = signum
@@ -129,7 +132,8 @@ def _to(batch, device):
 
 
 def fit(task: Task, device: torch.device, rank: int = 0, world: int = 1) -> pd.DataFrame:
-    """Train ``task`` (resuming from its checkpoints), write its model, metrics and loss curve."""
+    """Train ``task`` (resuming from its checkpoints), write its model and metrics (epoch, loss,
+    samples_per_s, seconds, learning_rate)."""
     job, train, out = task.job, task.job["train"], task.job["out"]
     distributed = world > 1 and task.distributed
     model = task.model.to(device)
@@ -165,11 +169,29 @@ def fit(task: Task, device: torch.device, rank: int = 0, world: int = 1) -> pd.D
                 "loss_sum": state["loss_sum"], "loss_count": state["loss_count"], "metrics": state["metrics"]}
 
     model.train()
+    try:
+        _epochs(task, model, optimizer, scheduler, checkpoints, state, snapshot, stop, device, rank, n_ranks)
+    finally:
+        stop.restore()
+    metrics = pd.DataFrame(state["metrics"])
+    if rank == 0:
+        with atomic_path(out["model"]) as tmp:
+            torch.save(task.export(core), tmp)
+        write_tsv(metrics, out["metrics"])
+        checkpoints.clear()
+    return metrics
+
+
+def _epochs(task, model, optimizer, scheduler, checkpoints, state, snapshot, stop, device, rank, n_ranks) -> None:
+    """The epochs left to train (from ``state``), checkpointing after each."""
+    job, train = task.job, task.job["train"]
+    cuda = device.type == "cuda"
+    bf16 = cuda and job.get("bf16", True)
     for epoch in range(state["epoch"], train["epochs"]):
         if hasattr(task.dataset, "epoch"):
             task.dataset.epoch = epoch
         sampler = EpochBatches(len(task.dataset), train["batch_size"], job["seed"], epoch, state["step"],
-                               rank if distributed else 0, n_ranks)
+                               rank if n_ranks > 1 else 0, n_ranks)
         loader = DataLoader(task.dataset, batch_sampler=sampler, num_workers=job.get("workers", 0),
                             worker_init_fn=_ignore_signals, pin_memory=cuda)
         started, samples = time.perf_counter(), 0
@@ -200,17 +222,6 @@ def fit(task: Task, device: torch.device, rank: int = 0, world: int = 1) -> pd.D
                  row["samples_per_s"], seconds)
         if rank == 0:
             checkpoints.save(snapshot(epoch + 1, 0))
-    metrics = pd.DataFrame(state["metrics"])
-    if rank == 0:
-        with atomic_path(out["model"]) as tmp:
-            torch.save(task.export(core), tmp)
-        write_tsv(metrics, out["metrics"])
-        from rnce.plots import loss_curve
-
-        title = f"{job['method']} {job['kind']}" + (f" {job['box']}" if job.get("box") else "")
-        loss_curve(metrics, out["figure"], title)
-        checkpoints.clear()
-    return metrics
 
 
 def run(job: dict) -> pd.DataFrame:
