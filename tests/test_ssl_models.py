@@ -58,10 +58,11 @@ def test_reconstruction_networks_shapes():
 
 
 def test_tissue_labels_and_augmented_views():
+    from tests.conftest import ROOT
+
     from rnce.imaging.patches import box_slices
     from rnce.imaging.template import mni_template
     from rnce.regions import read_regions
-    from tests.conftest import ROOT
 
     t1, _ = mni_template(4.0)
     box = box_slices(read_regions(ROOT / "config" / "regions.tsv"), t1.affine, t1.shape)["lh_parietal"]

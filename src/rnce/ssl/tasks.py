@@ -23,7 +23,15 @@ import torch
 from torch import Tensor, nn
 
 from rnce.ssl import losses
-from rnce.ssl.data import Images, PatchViews, VisitPairs, WholeImages, auxiliary, key_seed, visit_pairs
+from rnce.ssl.data import (
+    Images,
+    PatchViews,
+    VisitPairs,
+    WholeImages,
+    auxiliary,
+    key_seed,
+    visit_pairs,
+)
 from rnce.ssl.models import Aggregator, LSSLAutoEncoder, PatchEncoder, UNet3D
 
 log = logging.getLogger(__name__)
