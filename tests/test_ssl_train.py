@@ -197,3 +197,15 @@ def test_job_on_too_few_images_is_a_clear_error(store, tmp_path):
         train.run(job)
     task = build(ssl_job(store, "lssl", "model", tmp_path, box=None), torch.device("cpu"))
     assert len(task.dataset) == 24  # one pair per subject
+
+
+def test_missing_auxiliary_value_names_file_row_and_column(store, tmp_path):
+    import shutil
+
+    bad = tmp_path / "store"
+    shutil.copytree(store, bad)
+    aux = pd.read_csv(bad / "auxiliary.tsv", sep="\t")
+    aux.loc[3, "lh_parietal_feature"] = np.nan
+    aux.to_csv(bad / "auxiliary.tsv", sep="\t", index=False)
+    with pytest.raises(ValueError, match=r"auxiliary.tsv: 1 image.*row 5, column lh_parietal_feature"):
+        build(ssl_job(bad, "rnce", "encoder", tmp_path), torch.device("cpu"))

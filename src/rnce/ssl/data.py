@@ -79,8 +79,11 @@ def auxiliary(images: Images, aux_path: str | Path, boxes_path: str | Path) -> t
     table = merged[keep].reset_index(drop=True)
     if table[info["columns"]].isna().any().any():
         bad = table[table[info["columns"]].isna().any(axis=1)]
-        raise ValueError(f"{aux_path}: {len(bad)} image(s) have missing auxiliary features, e.g. cohort "
-                         f"{bad['cohort'].iat[0]} row {int(bad.index[0]) + 2}")
+        first = bad.iloc[0]
+        column = next(c for c in info["columns"] if pd.isna(first[c]))
+        row = aux.index[(aux[ID_COLUMNS] == first[ID_COLUMNS].to_numpy()).all(axis=1)][0] + 2
+        raise ValueError(f"{aux_path}: {len(bad)} image(s) have missing auxiliary features, e.g. row {row} "
+                         f"(cohort {first['cohort']}), column {column}")
     return images.subset(keep), table[info["columns"]], info["boxes"]
 
 
@@ -105,10 +108,6 @@ class EpochBatches(Sampler):
 
     def __len__(self) -> int:
         return len(self.batches)
-
-
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    return n // batch_size
 
 
 class PatchViews(Dataset):
