@@ -207,5 +207,5 @@ def test_missing_auxiliary_value_names_file_row_and_column(store, tmp_path):
     aux = pd.read_csv(bad / "auxiliary.tsv", sep="\t")
     aux.loc[3, "lh_parietal_feature"] = np.nan
     aux.to_csv(bad / "auxiliary.tsv", sep="\t", index=False)
-    with pytest.raises(ValueError, match=r"auxiliary.tsv: 1 image.*row 5, column lh_parietal_feature"):
+    with pytest.raises(ValueError, match=r"auxiliary.tsv: 1 image.*row 5 \(cohort pre\), column lh_parietal_feature"):
         build(ssl_job(bad, "rnce", "encoder", tmp_path), torch.device("cpu"))
