@@ -58,7 +58,7 @@ def test_reconstruction_networks_shapes():
 
 
 def test_tissue_labels_and_augmented_views():
-    from tests.conftest import ROOT
+    from conftest import ROOT
 
     from rnce.imaging.patches import box_slices
     from rnce.imaging.template import mni_template

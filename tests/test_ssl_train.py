@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tests.conftest import ROOT, ssl_job, write_patch_store
+from conftest import ROOT, ssl_job, write_patch_store
 
 from rnce.ssl import train
 from rnce.ssl.embed import embed
