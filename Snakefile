@@ -24,6 +24,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/harmonize.smk"
 include: "workflow/rules/register.smk"
 include: "workflow/rules/ssl.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

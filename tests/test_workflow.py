@@ -88,6 +88,14 @@ def test_tiny_world_runs_end_to_end_and_reruns_nothing(tmp_path):
         assert embedding.iloc[:, 3:].notna().all().all() and embedding.iloc[:, 3:].std().gt(0).all(), method
         assert (out / "ssl" / method / "loss_curves.png").stat().st_size > 10_000
     assert not list((out / "ssl" / "checkpoints").rglob("*.pt"))
+    tasks = pd.read_csv(out / "evaluation" / "tasks.tsv", sep="\t", keep_default_na=False)
+    scores = pd.read_csv(out / "evaluation" / "scores.tsv", sep="\t", keep_default_na=False)
+    assert len(scores) == len(tasks) * 6 and (tasks["status"] == "run").any()
+    ran = scores[scores["status"] == "run"]
+    assert ran["mean"].astype(float).notna().all() and (ran["n_boot"] == 30).all()
+    assert (scores.loc[scores["status"] == "skipped", "reason"] != "").all()
+    assert len(pd.read_csv(out / "evaluation" / "pvalues.tsv", sep="\t")) == (tasks["status"] == "run").sum() * 15
+    assert (out / "figures" / "figure2_probes.png").stat().st_size > 10_000
     again = run_snakemake("-n", "--configfile", str(TINY_CONFIG), "--directory", str(tmp_path))
     assert "Nothing to be done" in again.stdout + again.stderr
 

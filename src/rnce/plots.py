@@ -89,3 +89,46 @@ def ssl_loss_curves(metrics_paths: list[str], names: list[str], path: str, title
     )
     rows = -(-len(metrics) // 6)
     _save(plot, path, width=min(6, len(metrics)) * 2.2 + 1, height=rows * 1.8 + 1.2)
+
+
+def probe_figure(scores: pd.DataFrame, path: str) -> None:
+    """Figure 2 of the paper: each feature set's mean probe score per task, error bars one bootstrap SD.
+
+    ``scores``: the evaluation's scores table; skipped tasks are listed in the caption."""
+    from plotnine import (
+        aes,
+        annotate,
+        element_text,
+        facet_wrap,
+        geom_col,
+        geom_errorbar,
+        ggplot,
+        labs,
+        position_dodge,
+        theme,
+    )
+
+    ran = scores[scores["status"] == "run"].copy()
+    if ran.empty:
+        reasons = "\n".join(f"{t}: {r}" for t, r in scores.drop_duplicates("task")[["task", "reason"]].to_numpy())
+        _save(ggplot() + annotate("text", x=0, y=0, label="no task had enough subjects\n" + reasons, size=8)
+              + labs(title="Linear probes of frozen representations"), path, width=8, height=4)
+        return
+    ran["panel"] = ran["task"] + " (" + ran["metric"] + ")"
+    ran["panel"] = pd.Categorical(ran["panel"], categories=list(dict.fromkeys(ran["panel"])))
+    ran["feature_set"] = pd.Categorical(ran["feature_set"], categories=list(dict.fromkeys(ran["feature_set"])))
+    skipped = sorted(set(scores.loc[scores["status"] != "run", "task"]))
+    dodge = position_dodge(width=0.9)
+    plot = (
+        ggplot(ran, aes("feature_set", "mean", fill="feature_set"))
+        + geom_col(position=dodge)
+        + geom_errorbar(aes(ymin="mean - sd", ymax="mean + sd"), width=0.3, position=dodge)
+        + facet_wrap("~panel", scales="free_y", ncol=4)
+        + labs(x="", y="mean score over bootstrap samples (error bar: 1 SD)", fill="features",
+               title="Linear probes of frozen representations (evaluate cohorts)",
+               caption="skipped (too few subjects): " + ", ".join(skipped) if skipped else "")
+        + theme(axis_text_x=element_text(rotation=45, ha="right"))
+    )
+    panels = max(ran["panel"].nunique(), 1)
+    rows = -(-panels // 4)
+    _save(plot, path, width=min(4, panels) * 2.8 + 1.6, height=rows * 2.4 + 1.2)

@@ -237,6 +237,70 @@ def ssl_outputs():
         f"{RESULTS}/ssl/{{method}}/loss_curves.png", method=SSL_METHODS)
 
 
+def evaluate_cohorts():
+    return [c for c in COHORTS if "evaluate" in config["cohorts"][c]["roles"]]
+
+
+def _feature_sets():
+    """evaluate.feature_sets, or fs and every SSL method (when a cohort pretrains); checked against both."""
+    chosen = config["evaluate"]["feature_sets"]
+    available = ["fs"] + (SSL_METHODS if pretrain_cohorts() else [])
+    if chosen is None:
+        return available
+    unknown = [f for f in chosen if f not in available]
+    if unknown:
+        raise ValueError(f"config evaluate.feature_sets: {unknown} are neither 'fs' nor a trained ssl method "
+                         f"(available: {available})")
+    return list(chosen)
+
+
+FEATURE_SETS = _feature_sets()
+# the columns of the evaluate cohorts' tables that the task labels are made from
+EVALUATION_COLUMNS = ["participant_id", "session_id", "age", "diagnosis", "amyloid", "years_to_ad", "followup_years"]
+
+
+def evaluation_records(wildcards):
+    """Params function: the clinical columns of every evaluate image (their change reruns the labels)."""
+    rows = []
+    for c in evaluate_cohorts():
+        table = cohort_table(c)
+        rows += [{"cohort": c, **r} for r in table[[k for k in EVALUATION_COLUMNS if k in table]].to_dict("records")]
+    return rows
+
+
+def participants_file(name):
+    """The participants table a cohort is read from (a BIDS root's participants.tsv)."""
+    spec = config["cohorts"][name]
+    return spec.get("participants") or os.path.join(spec["bids"], "participants.tsv")
+
+
+def evaluation_qc_tables(wildcards):
+    """Input function: the evaluate cohorts' tables, and the QC tables saying which images have no
+    features (fs) or no embedding (SSL sets)."""
+    tables = {"participants": [participants_file(c) for c in evaluate_cohorts()]}
+    if any(is_simulated(c) for c in evaluate_cohorts()):  # the params read them: Snakemake wants the checkpoint's
+        tables["simulated"] = simulate_outputs()
+    if any(f != "fs" for f in FEATURE_SETS):
+        tables["registration"] = [f"{RESULTS}/qc/registration_{c}.tsv" for c in evaluate_cohorts() if c in IMAGED]
+    if "fs" in FEATURE_SETS:
+        tables["exclusions"] = f"{RESULTS}/features/exclusions.tsv"
+    return tables
+
+
+def feature_set_table(wildcards):
+    """Input function: the table of one feature set (fs: the harmonized features; else an embedding)."""
+    if wildcards.feature_set == "fs":
+        return f"{RESULTS}/features/harmonized.tsv"
+    return f"{RESULTS}/embeddings/{wildcards.feature_set}.tsv"
+
+
+def evaluation_outputs():
+    if not evaluate_cohorts():
+        return []
+    return [f"{RESULTS}/evaluation/scores.tsv", f"{RESULTS}/evaluation/pvalues.tsv",
+            f"{RESULTS}/figures/figure2_probes.png"]
+
+
 def simulated_genetics_outputs():
     """Genotypes and cell-type annotations, written when a gwas cohort is simulated."""
     if "gwas" not in SIMULATED:
@@ -256,6 +320,7 @@ def all_outputs(wildcards):
         + [f"{RESULTS}/features/harmonized.tsv", f"{RESULTS}/features/auxiliary.tsv", f"{RESULTS}/features/qc.png"]
         + expand(f"{RESULTS}/qc/registration_{{cohort}}.tsv", cohort=IMAGED)
         + ssl_outputs()
+        + evaluation_outputs()
     )
 
 
@@ -264,3 +329,4 @@ wildcard_constraints:
     shard=r"\d{4}",
     key=r"[0-9a-f]{12}",
     box="|".join(BOXES),
+    feature_set="|".join(FEATURE_SETS),

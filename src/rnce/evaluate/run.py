@@ -1,0 +1,145 @@
+"""The evaluation stage's jobs: task labels, one feature set's bootstrap scores, the summary and Figure 2.
+
+Evaluation works on tables: the evaluate cohorts' rows, the QC tables, and a
+feature table per feature set (``fs``: the harmonized structural features
+without eTIV; an SSL method: its embeddings' ``dim_*`` columns).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import numpy as np
+import pandas as pd
+
+from rnce.evaluate import tasks as task_lib
+from rnce.evaluate.probes import ProbeError, bootstrap_scores, permutation_pvalue
+from rnce.features import KEYS
+from rnce.io import write_tsv
+
+log = logging.getLogger(__name__)
+
+ID = {"participant_id": str, "session_id": str, "cohort": str}
+NOT_FEATURES = set(KEYS) | {"eTIV"}
+SCORE_COLUMNS = ["task", "metric", "feature_set", "mean", "sd", "n", "n_boot", "status", "reason"]
+PVALUE_COLUMNS = ["task", "feature_set_a", "feature_set_b", "mean_a", "mean_b", "difference", "p_value", "n_perm"]
+
+
+def qc_failures(registration_paths: list[str], exclusions_path: str | None) -> pd.DataFrame:
+    """Images that failed registration QC or feature extraction: (cohort, participant_id, session_id)."""
+    failed = []
+    for path in registration_paths:
+        qc = pd.read_csv(path, sep="\t", dtype=ID)
+        cohort = path.rsplit("registration_", 1)[-1].removesuffix(".tsv")
+        bad = qc[~qc["passed"].astype(bool)].assign(cohort=cohort)
+        failed.append(bad[task_lib.IMAGE])
+    if exclusions_path:
+        failed.append(pd.read_csv(exclusions_path, sep="\t", dtype=ID)[task_lib.IMAGE])
+    return pd.concat(failed, ignore_index=True) if failed else pd.DataFrame(columns=task_lib.IMAGE)
+
+
+def write_labels(records: list[dict], registration_qc: list[str], exclusions: str | None, tasks: list[str],
+                 conversion_years: list[float], n_holdout: int, min_class_size: int, out_labels: str,
+                 out_tasks: str) -> pd.DataFrame:
+    """labels.tsv (task, cohort, participant_id, session_id, label) and tasks.tsv (counts, run or skipped)."""
+    table = pd.DataFrame.from_records(records)
+    if table.empty:
+        raise task_lib.TaskError("no evaluate cohort has any image: give a cohort the role 'evaluate'")
+    labels = task_lib.task_labels(table, tasks, conversion_years)
+    labels, dropped = task_lib.drop_qc_failures(labels, qc_failures(registration_qc, exclusions))
+    summary = task_lib.task_table(labels, task_lib.task_names(tasks, conversion_years), n_holdout, min_class_size,
+                                  dropped)
+    for row in summary.itertuples():
+        log.info("%s: %d subjects%s, %s%s", row.task, row.n,
+                 "" if pd.isna(row.n_positive) else f" ({row.n_positive} positive)", row.status,
+                 f" ({row.reason})" if row.reason else "")
+    write_tsv(labels, out_labels)
+    write_tsv(summary, out_tasks)
+    return summary
+
+
+def read_features(path: str, feature_set: str) -> pd.DataFrame:
+    """A feature table: the image columns and the features (every column but KEYS and eTIV)."""
+    table = pd.read_csv(path, sep="\t", dtype=ID)
+    if not [c for c in table.columns if c not in NOT_FEATURES]:
+        raise ProbeError(f"{path}: feature set '{feature_set}' has no feature columns")
+    return table
+
+
+def feature_matrix(table: pd.DataFrame, path: str, feature_set: str, images: pd.DataFrame) -> np.ndarray:
+    """The features of ``images`` (cohort, participant_id, session_id) in their order, from a feature table."""
+    columns = [c for c in table.columns if c not in NOT_FEATURES]
+    merged = images.merge(table, on=task_lib.IMAGE, how="left", indicator=True, validate="many_to_one")
+    missing = merged[merged["_merge"] == "left_only"]
+    if len(missing):
+        counts = ", ".join(f"{n} of cohort '{c}'" for c, n in missing["cohort"].value_counts().sort_index().items())
+        first = missing.iloc[0]
+        raise ProbeError(f"{path}: feature set '{feature_set}' has no row for {len(missing)} baseline image(s) "
+                         f"the tasks need ({counts}; first: {first['participant_id']} {first['session_id']}); "
+                         "they passed every QC table, so the feature table is out of date or from other cohorts")
+    values = merged[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i, j = (int(a[0]) for a in np.nonzero(bad))
+        row = merged.iloc[i]
+        raise ProbeError(f"{path}: feature set '{feature_set}' has NaN or non-numeric values in "
+                         f"{int(bad.any(axis=1).sum())} image(s) (first: cohort '{row['cohort']}', "
+                         f"{row['participant_id']} {row['session_id']}, column '{columns[j]}')")
+    return values
+
+
+def probe_feature_set(labels_path: str, tasks_path: str, features_path: str, feature_set: str, n_boot: int,
+                      n_holdout: int, seed: int, l2: float, out: str) -> pd.DataFrame:
+    """Bootstrap scores of one feature set on every task that runs: (task, feature_set, bootstrap, score)."""
+    labels = pd.read_csv(labels_path, sep="\t", dtype=ID)
+    summary = pd.read_csv(tasks_path, sep="\t", keep_default_na=False)
+    table = read_features(features_path, feature_set)
+    parts = []
+    for row in summary[summary["status"] == "run"].itertuples():
+        rows = labels[labels["task"] == row.task].reset_index(drop=True)
+        X = feature_matrix(table, features_path, feature_set, rows[task_lib.IMAGE])
+        scores = bootstrap_scores(X, rows["label"].to_numpy(), row.kind, n_boot, n_holdout, seed, l2)
+        log.info("%s on %s: %s %.3f (SD %.3f, %d subjects, %d features)", feature_set, row.task, row.metric,
+                 scores.mean(), scores.std(ddof=1), len(rows), X.shape[1])
+        parts.append(pd.DataFrame({"task": row.task, "feature_set": feature_set, "bootstrap": np.arange(n_boot),
+                                   "score": scores}))
+    columns = ["task", "feature_set", "bootstrap", "score"]
+    result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    write_tsv(result, out)
+    return result
+
+
+def summarise(tasks_path: str, bootstrap_paths: list[str], n_perm: int, seed: int) -> tuple[pd.DataFrame,
+                                                                                               pd.DataFrame]:
+    """scores (mean, SD over bootstrap samples, per task and feature set) and the pairwise p-values."""
+    summary = pd.read_csv(tasks_path, sep="\t", keep_default_na=False)
+    boots = pd.concat([pd.read_csv(p, sep="\t") for p in bootstrap_paths], ignore_index=True)
+    feature_sets = list(dict.fromkeys(boots["feature_set"]))
+    scores, pvalues = [], []
+    for row in summary.itertuples():
+        by_set = {f: boots.loc[(boots["task"] == row.task) & (boots["feature_set"] == f)].sort_values("bootstrap")[
+            "score"].to_numpy() for f in feature_sets}
+        for f, s in by_set.items():
+            ran = row.status == "run"
+            scores.append({"task": row.task, "metric": row.metric, "feature_set": f,
+                           "mean": s.mean() if ran else np.nan, "sd": s.std(ddof=1) if ran else np.nan,
+                           "n": row.n, "n_boot": len(s), "status": row.status, "reason": row.reason})
+        if row.status != "run":
+            continue
+        for a, b in itertools.combinations(feature_sets, 2):
+            pvalues.append({"task": row.task, "feature_set_a": a, "feature_set_b": b, "mean_a": by_set[a].mean(),
+                            "mean_b": by_set[b].mean(), "difference": by_set[a].mean() - by_set[b].mean(),
+                            "p_value": permutation_pvalue(by_set[a], by_set[b], n_perm, seed), "n_perm": n_perm})
+    return pd.DataFrame(scores, columns=SCORE_COLUMNS), pd.DataFrame(pvalues, columns=PVALUE_COLUMNS)
+
+
+def write_summary(tasks_path: str, bootstrap_paths: list[str], n_perm: int, seed: int, out_scores: str,
+                  out_pvalues: str, out_figure: str) -> None:
+    from rnce.plots import probe_figure
+
+    scores, pvalues = summarise(tasks_path, bootstrap_paths, n_perm, seed)
+    write_tsv(scores, out_scores)
+    write_tsv(pvalues, out_pvalues)
+    probe_figure(scores, out_figure)
+    log.info("%d task x feature set scores, %d pairwise tests", len(scores), len(pvalues))

@@ -1,0 +1,78 @@
+# Biomarker evaluation (METHOD §7): task labels of the evaluate cohorts, bootstrap scores of
+# linear probes per feature set, pairwise permutation tests and the Figure 2 analogue.
+
+
+rule evaluate_labels:
+    input:
+        unpack(evaluation_qc_tables),
+    output:
+        labels=f"{RESULTS}/evaluation/labels.tsv",
+        tasks=f"{RESULTS}/evaluation/tasks.tsv",
+    params:
+        records=evaluation_records,
+        tasks=config["evaluate"]["tasks"],
+        conversion_years=config["evaluate"]["conversion_years"],
+        n_holdout=config["evaluate"]["n_holdout"],
+        min_class_size=config["evaluate"]["min_class_size"],
+    log:
+        f"{RESULTS}/logs/evaluation/labels.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluation/labels.tsv"
+    localrule: True
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/evaluate_labels.py"
+
+
+rule evaluate_probe:
+    input:
+        labels=f"{RESULTS}/evaluation/labels.tsv",
+        tasks=f"{RESULTS}/evaluation/tasks.tsv",
+        features=feature_set_table,
+    output:
+        f"{RESULTS}/evaluation/bootstrap/{{feature_set}}.tsv",
+    params:
+        n_boot=config["evaluate"]["n_boot"],
+        n_holdout=config["evaluate"]["n_holdout"],
+        seed=config["evaluate"]["seed"],
+        l2=config["evaluate"]["l2"],
+    log:
+        f"{RESULTS}/logs/evaluation/bootstrap/{{feature_set}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluation/bootstrap/{{feature_set}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/evaluate_probe.py"
+
+
+rule evaluate_summary:
+    input:
+        tasks=f"{RESULTS}/evaluation/tasks.tsv",
+        bootstrap=expand(f"{RESULTS}/evaluation/bootstrap/{{feature_set}}.tsv", feature_set=FEATURE_SETS),
+    output:
+        scores=f"{RESULTS}/evaluation/scores.tsv",
+        pvalues=f"{RESULTS}/evaluation/pvalues.tsv",
+        figure=report(f"{RESULTS}/figures/figure2_probes.png", category="Evaluation"),
+    params:
+        n_perm=config["evaluate"]["n_perm"],
+        seed=config["evaluate"]["seed"],
+    log:
+        f"{RESULTS}/logs/evaluation/summary.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluation/summary.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/evaluate_summary.py"
