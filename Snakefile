@@ -25,6 +25,8 @@ include: "workflow/rules/harmonize.smk"
 include: "workflow/rules/register.smk"
 include: "workflow/rules/ssl.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/brain_age.smk"
+include: "workflow/rules/gwas.smk"
 
 
 rule all:

@@ -132,3 +132,89 @@ def probe_figure(scores: pd.DataFrame, path: str) -> None:
     panels = max(ran["panel"].nunique(), 1)
     rows = -(-panels // 4)
     _save(plot, path, width=min(4, panels) * 2.8 + 1.6, height=rows * 2.4 + 1.2)
+
+
+def bag_correlation_heatmap(correlation: pd.DataFrame, path: str) -> None:
+    """Phenotypic correlation matrix of the brain-age gaps of all feature sets."""
+    from plotnine import aes, geom_text, geom_tile, ggplot, labs, scale_fill_gradient2
+
+    names = list(correlation.columns)
+    long = correlation.rename_axis("a").reset_index().melt(id_vars="a", var_name="b", value_name="r")
+    long["a"] = pd.Categorical(long["a"], categories=names)
+    long["b"] = pd.Categorical(long["b"], categories=names[::-1])
+    long["label"] = long["r"].map(lambda r: f"{r:.2f}")
+    plot = (
+        ggplot(long, aes("a", "b", fill="r"))
+        + geom_tile()
+        + geom_text(aes(label="label"), size=8)
+        + scale_fill_gradient2(low="#2166ac", mid="white", high="#b2182b", midpoint=0, limits=(-1, 1))
+        + labs(x="", y="", fill="r", title="Phenotypic correlation of brain-age gaps")
+    )
+    _save(plot, path, width=1.2 * len(names) + 2.5, height=1.0 * len(names) + 1.5)
+
+
+def predicted_age_figure(validation: dict[str, pd.DataFrame], path: str) -> None:
+    """Predicted against true age of the validation subjects, one panel per feature set (identity line dashed)."""
+    from plotnine import aes, facet_wrap, geom_abline, geom_point, ggplot, labs
+
+    long = pd.concat([t.assign(feature_set=f) for f, t in validation.items()], ignore_index=True)
+    long["feature_set"] = pd.Categorical(long["feature_set"], categories=list(validation))
+    plot = (
+        ggplot(long, aes("age", "predicted_age"))
+        + geom_point(alpha=0.4, size=0.8)
+        + geom_abline(slope=1, intercept=0, linetype="dashed")
+        + facet_wrap("~feature_set", ncol=3)
+        + labs(x="age (years)", y="predicted age (years)", title="Brain age, validation subjects")
+    )
+    rows = -(-len(validation) // 3)
+    _save(plot, path, width=min(3, len(validation)) * 2.8 + 1, height=rows * 2.6 + 1)
+
+
+def _thin(table: pd.DataFrame, p: str, keep_below: float = 1e-3, fraction: float = 0.1) -> pd.DataFrame:
+    """All points with p < keep_below and a fixed 10% of the rest (they overlap anyway), for fast plots."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return table[(table[p] < keep_below) | (rng.random(len(table)) < fraction)]
+
+
+def manhattan_plot(sumstats: pd.DataFrame, title: str, path: str) -> None:
+    """-log10 P along the genome, chromosomes alternating in colour, 5e-8 dashed (variants with P >= 1e-3 thinned)."""
+    import numpy as np
+    from plotnine import aes, geom_hline, geom_point, ggplot, labs, scale_color_manual, scale_x_continuous, theme
+
+    table = sumstats[["CHR", "BP", "P"]].copy()
+    order = sorted(table["CHR"].unique(), key=lambda c: (not str(c).isdigit(), int(c) if str(c).isdigit() else 0, c))
+    span = table.groupby("CHR")["BP"].max().reindex(order)
+    offset = span.cumsum() - span
+    table["x"] = table["BP"] + table["CHR"].map(offset)
+    table["y"] = -np.log10(table["P"].clip(lower=1e-300))
+    table["parity"] = table["CHR"].map({c: str(i % 2) for i, c in enumerate(order)})
+    centres = (offset + span / 2).to_numpy()
+    plot = (
+        ggplot(_thin(table, "P"), aes("x", "y", color="parity"))
+        + geom_point(size=0.6)
+        + geom_hline(yintercept=-np.log10(5e-8), linetype="dashed", color="red")
+        + scale_color_manual(values=["#1f4e79", "#7fa7d1"], guide=None)
+        + scale_x_continuous(breaks=list(centres), labels=[str(c) for c in order])
+        + labs(x="chromosome", y="-log10 P", title=f"GWAS of {title}")
+        + theme(figure_size=(10, 3.5))
+    )
+    _save(plot, path, width=10, height=3.5)
+
+
+def qq_plot(p, lambda_gc: float, title: str, path: str) -> None:
+    """Observed against expected -log10 P, with lambda GC in the title."""
+    import numpy as np
+    from plotnine import aes, geom_abline, geom_point, ggplot, labs
+
+    observed = np.sort(-np.log10(np.clip(p, 1e-300, 1)))[::-1]
+    expected = -np.log10((np.arange(1, len(p) + 1) - 0.5) / len(p))
+    table = pd.DataFrame({"expected": expected, "observed": observed, "P": 10 ** -observed})
+    plot = (
+        ggplot(_thin(table, "P"), aes("expected", "observed"))
+        + geom_point(size=0.6)
+        + geom_abline(slope=1, intercept=0, linetype="dashed", color="red")
+        + labs(x="expected -log10 P", y="observed -log10 P", title=f"QQ, {title}: lambda GC {lambda_gc:.3f}")
+    )
+    _save(plot, path, width=4.5, height=4.5)

@@ -241,31 +241,48 @@ def evaluate_cohorts():
     return [c for c in COHORTS if "evaluate" in config["cohorts"][c]["roles"]]
 
 
-def _feature_sets():
-    """evaluate.feature_sets, or fs and every SSL method (when a cohort pretrains); checked against both."""
-    chosen = config["evaluate"]["feature_sets"]
-    available = ["fs"] + (SSL_METHODS if pretrain_cohorts() else [])
+def brain_age_cohorts():
+    return [c for c in COHORTS if "brain_age" in config["cohorts"][c]["roles"]]
+
+
+def _feature_sets(key, cohorts):
+    """<key>.feature_sets, or fs and every SSL method (when a cohort pretrains and these cohorts have images)."""
+    chosen = config[key]["feature_sets"]
+    embedded = pretrain_cohorts() and all(c in IMAGED for c in cohorts)
+    available = ["fs"] + (SSL_METHODS if embedded else [])
     if chosen is None:
         return available
     unknown = [f for f in chosen if f not in available]
     if unknown:
-        raise ValueError(f"config evaluate.feature_sets: {unknown} are neither 'fs' nor a trained ssl method "
-                         f"(available: {available})")
+        raise ValueError(f"config {key}.feature_sets: {unknown} are neither 'fs' nor an ssl method embedded for "
+                         f"the {key} cohorts (available: {available})")
     return list(chosen)
 
 
-FEATURE_SETS = _feature_sets()
-# the columns of the evaluate cohorts' tables that the task labels are made from
-EVALUATION_COLUMNS = ["participant_id", "session_id", "age", "diagnosis", "amyloid", "years_to_ad", "followup_years"]
+FEATURE_SETS = _feature_sets("evaluate", evaluate_cohorts())
+BAG_SETS = _feature_sets("brain_age", brain_age_cohorts())
+# the columns of the cohorts' tables that labels and brain ages are made from
+CLINICAL_COLUMNS = ["participant_id", "session_id", "age", "sex", "diagnosis", "amyloid", "years_to_ad",
+                    "followup_years"]
+
+
+def _records(cohorts):
+    rows = []
+    for c in cohorts:
+        table = cohort_table(c)
+        columns = table[[k for k in CLINICAL_COLUMNS if k in table]]
+        # None, not NaN, for empty cells: NaN != NaN would make Snakemake see changed params on every run
+        rows += [{"cohort": c, **r} for r in columns.astype(object).where(columns.notna(), None).to_dict("records")]
+    return rows
 
 
 def evaluation_records(wildcards):
     """Params function: the clinical columns of every evaluate image (their change reruns the labels)."""
-    rows = []
-    for c in evaluate_cohorts():
-        table = cohort_table(c)
-        rows += [{"cohort": c, **r} for r in table[[k for k in EVALUATION_COLUMNS if k in table]].to_dict("records")]
-    return rows
+    return _records(evaluate_cohorts())
+
+
+def brain_age_records(wildcards):
+    return _records(brain_age_cohorts())
 
 
 def participants_file(name):
@@ -274,17 +291,26 @@ def participants_file(name):
     return spec.get("participants") or os.path.join(spec["bids"], "participants.tsv")
 
 
-def evaluation_qc_tables(wildcards):
-    """Input function: the evaluate cohorts' tables, and the QC tables saying which images have no
-    features (fs) or no embedding (SSL sets)."""
-    tables = {"participants": [participants_file(c) for c in evaluate_cohorts()]}
-    if any(is_simulated(c) for c in evaluate_cohorts()):  # the params read them: Snakemake wants the checkpoint's
+def _tables_and_qc(cohorts, feature_sets):
+    """The cohorts' tables, and the QC tables saying which images have no features (fs) or no embedding."""
+    tables = {"participants": [participants_file(c) for c in cohorts]}
+    if any(is_simulated(c) for c in cohorts):  # the params read them: Snakemake wants the checkpoint's outputs
         tables["simulated"] = simulate_outputs()
-    if any(f != "fs" for f in FEATURE_SETS):
-        tables["registration"] = [f"{RESULTS}/qc/registration_{c}.tsv" for c in evaluate_cohorts() if c in IMAGED]
-    if "fs" in FEATURE_SETS:
+    if any(f != "fs" for f in feature_sets):
+        tables["registration"] = [f"{RESULTS}/qc/registration_{c}.tsv" for c in cohorts if c in IMAGED]
+    if "fs" in feature_sets:
         tables["exclusions"] = f"{RESULTS}/features/exclusions.tsv"
     return tables
+
+
+def evaluation_qc_tables(wildcards):
+    """Input function of evaluate_labels."""
+    return _tables_and_qc(evaluate_cohorts(), FEATURE_SETS)
+
+
+def brain_age_qc_tables(wildcards):
+    """Input function of brain_age_split."""
+    return _tables_and_qc(brain_age_cohorts(), BAG_SETS)
 
 
 def feature_set_table(wildcards):
@@ -292,6 +318,52 @@ def feature_set_table(wildcards):
     if wildcards.feature_set == "fs":
         return f"{RESULTS}/features/harmonized.tsv"
     return f"{RESULTS}/embeddings/{wildcards.feature_set}.tsv"
+
+
+def gwas_cohort():
+    """The one cohort with the role gwas (None when there is none)."""
+    found = [c for c in COHORTS if "gwas" in config["cohorts"][c]["roles"]]
+    if len(found) > 1:
+        raise ValueError(f"cohorts {found} all have the role gwas; the GWAS runs on one cohort: merge their "
+                         "genotypes into one PLINK fileset and give one cohort the role")
+    if found and found[0] not in brain_age_cohorts():
+        raise ValueError(f"cohort '{found[0]}' has the role gwas but not brain_age: its BAG is the phenotype")
+    return found[0] if found else None
+
+
+GWAS_COHORT = gwas_cohort()
+GWAS_SETS = [f for f in (config["gwas"]["phenotypes"] or BAG_SETS)]
+if GWAS_COHORT and set(GWAS_SETS) - set(BAG_SETS):
+    raise ValueError(f"config gwas.phenotypes: {sorted(set(GWAS_SETS) - set(BAG_SETS))} have no BAG "
+                     f"(brain_age feature sets: {BAG_SETS})")
+GENOTYPES = config["cohorts"][GWAS_COHORT]["genotypes"] if GWAS_COHORT else None
+QC_PREFIX = f"{RESULTS}/gwas/qc/genotypes"
+
+
+def genotype_files(wildcards):
+    return [f"{GENOTYPES}.{ext}" for ext in ("bed", "bim", "fam")]
+
+
+def gwas_records(wildcards):
+    """Params function: genotype_id of every gwas-cohort image."""
+    ids = cohort_table(GWAS_COHORT)[["participant_id", "genotype_id"]]
+    return [{"cohort": GWAS_COHORT, **r} for r in ids.astype(object).where(ids.notna(), None).to_dict("records")]
+
+
+def gwas_outputs():
+    if not GWAS_COHORT:
+        return []
+    return [f"{RESULTS}/gwas/qc_report.tsv"] + [
+        f"{RESULTS}/gwas/{f}_bag.{ext}" for f in GWAS_SETS for ext in ("sumstats", "loci.tsv", "summary.tsv")] + [
+        f"{RESULTS}/fuma/{f}_bag.txt.gz" for f in GWAS_SETS]
+
+
+def brain_age_outputs():
+    if not brain_age_cohorts():
+        return []
+    return [f"{RESULTS}/brain_age/{f}_bag.tsv" for f in BAG_SETS] + [
+        f"{RESULTS}/brain_age/bag_correlation.tsv", f"{RESULTS}/figures/bag_correlation.png",
+        f"{RESULTS}/figures/brain_age_predicted.png"]
 
 
 def evaluation_outputs():
@@ -321,6 +393,8 @@ def all_outputs(wildcards):
         + expand(f"{RESULTS}/qc/registration_{{cohort}}.tsv", cohort=IMAGED)
         + ssl_outputs()
         + evaluation_outputs()
+        + brain_age_outputs()
+        + gwas_outputs()
     )
 
 
@@ -329,4 +403,4 @@ wildcard_constraints:
     shard=r"\d{4}",
     key=r"[0-9a-f]{12}",
     box="|".join(BOXES),
-    feature_set="|".join(FEATURE_SETS),
+    feature_set="|".join(dict.fromkeys(FEATURE_SETS + BAG_SETS)),

@@ -13,6 +13,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from rnce.cohort import failed_images
 from rnce.evaluate import tasks as task_lib
 from rnce.evaluate.probes import ProbeError, bootstrap_scores, permutation_pvalue
 from rnce.features import KEYS
@@ -26,19 +27,6 @@ SCORE_COLUMNS = ["task", "metric", "feature_set", "mean", "sd", "n", "n_boot", "
 PVALUE_COLUMNS = ["task", "feature_set_a", "feature_set_b", "mean_a", "mean_b", "difference", "p_value", "n_perm"]
 
 
-def qc_failures(registration_paths: list[str], exclusions_path: str | None) -> pd.DataFrame:
-    """Images that failed registration QC or feature extraction: (cohort, participant_id, session_id)."""
-    failed = []
-    for path in registration_paths:
-        qc = pd.read_csv(path, sep="\t", dtype=ID)
-        cohort = path.rsplit("registration_", 1)[-1].removesuffix(".tsv")
-        bad = qc[~qc["passed"].astype(bool)].assign(cohort=cohort)
-        failed.append(bad[task_lib.IMAGE])
-    if exclusions_path:
-        failed.append(pd.read_csv(exclusions_path, sep="\t", dtype=ID)[task_lib.IMAGE])
-    return pd.concat(failed, ignore_index=True) if failed else pd.DataFrame(columns=task_lib.IMAGE)
-
-
 def write_labels(records: list[dict], registration_qc: list[str], exclusions: str | None, tasks: list[str],
                  conversion_years: list[float], n_holdout: int, min_class_size: int, out_labels: str,
                  out_tasks: str) -> pd.DataFrame:
@@ -47,7 +35,7 @@ def write_labels(records: list[dict], registration_qc: list[str], exclusions: st
     if table.empty:
         raise task_lib.TaskError("no evaluate cohort has any image: give a cohort the role 'evaluate'")
     labels = task_lib.task_labels(table, tasks, conversion_years)
-    labels, dropped = task_lib.drop_qc_failures(labels, qc_failures(registration_qc, exclusions))
+    labels, dropped = task_lib.drop_qc_failures(labels, failed_images(registration_qc, exclusions))
     summary = task_lib.task_table(labels, task_lib.task_names(tasks, conversion_years), n_holdout, min_class_size,
                                   dropped)
     for row in summary.itertuples():

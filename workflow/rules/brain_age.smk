@@ -1,0 +1,77 @@
+# Brain age and brain-age gaps (METHOD §8): one balanced training subset, one model per feature set,
+# the phenotypic correlation of the BAGs and the figures.
+
+
+rule brain_age_split:
+    input:
+        unpack(brain_age_qc_tables),
+    output:
+        split=f"{RESULTS}/brain_age/split.tsv",
+        buckets=f"{RESULTS}/brain_age/buckets.tsv",
+    params:
+        records=brain_age_records,
+        buckets=config["brain_age"]["age_buckets"],
+        per_bucket=config["brain_age"]["train_per_bucket"],
+        short_buckets=config["brain_age"]["short_buckets"],
+        seed=config["brain_age"]["seed"],
+    log:
+        f"{RESULTS}/logs/brain_age/split.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/brain_age/split.tsv"
+    localrule: True
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/brain_age.yaml"
+    script:
+        "../scripts/brain_age_split.py"
+
+
+rule brain_age_model:
+    input:
+        split=f"{RESULTS}/brain_age/split.tsv",
+        features=feature_set_table,
+    output:
+        bag=f"{RESULTS}/brain_age/{{feature_set}}_bag.tsv",
+        metrics=f"{RESULTS}/brain_age/metrics/{{feature_set}}.tsv",
+    params:
+        l2=config["brain_age"]["l2"],
+        folds=config["brain_age"]["cv_folds"],
+        seed=config["brain_age"]["seed"],
+    log:
+        f"{RESULTS}/logs/brain_age/{{feature_set}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/brain_age/{{feature_set}}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../../envs/brain_age.yaml"
+    script:
+        "../scripts/brain_age_model.py"
+
+
+rule brain_age_summary:
+    input:
+        bags=expand(f"{RESULTS}/brain_age/{{feature_set}}_bag.tsv", feature_set=BAG_SETS),
+        metrics=expand(f"{RESULTS}/brain_age/metrics/{{feature_set}}.tsv", feature_set=BAG_SETS),
+    output:
+        metrics=f"{RESULTS}/brain_age/metrics.tsv",
+        correlation=f"{RESULTS}/brain_age/bag_correlation.tsv",
+        heatmap=report(f"{RESULTS}/figures/bag_correlation.png", category="Brain age"),
+        scatter=report(f"{RESULTS}/figures/brain_age_predicted.png", category="Brain age"),
+    params:
+        feature_sets=BAG_SETS,
+    log:
+        f"{RESULTS}/logs/brain_age/summary.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/brain_age/summary.tsv"
+    localrule: True
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/brain_age.yaml"
+    script:
+        "../scripts/brain_age_summary.py"

@@ -1,0 +1,105 @@
+# GWAS of the brain-age gaps (METHOD §9): validation and QC once, then one PLINK 2 --glm per BAG,
+# its loci and plots, and the FUMA input file.
+
+
+rule gwas_qc:
+    input:
+        genotype_files,
+        unpack(brain_age_qc_tables),
+        split=f"{RESULTS}/brain_age/split.tsv",
+        features=f"{RESULTS}/features/harmonized.tsv",
+    output:
+        multiext(QC_PREFIX, ".bed", ".bim", ".fam"),
+        report=f"{RESULTS}/gwas/qc_report.tsv",
+        pcs=f"{RESULTS}/gwas/pcs.tsv",
+    params:
+        genotypes=GENOTYPES,
+        prefix=QC_PREFIX,
+        records=gwas_records,
+        thresholds={k: config["gwas"][k] for k in ("geno", "mind", "maf", "hwe", "king")},
+        min_samples=config["gwas"]["min_samples"],
+        n_pcs=config["gwas"]["n_pcs"],
+        approx_above=config["gwas"]["pca_approx_above"],
+    log:
+        f"{RESULTS}/logs/gwas/qc.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/gwas/qc.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/gwas.yaml"
+    script:
+        "../scripts/gwas_qc.py"
+
+
+rule gwas_glm:
+    input:
+        multiext(QC_PREFIX, ".bed", ".bim", ".fam"),
+        unpack(brain_age_qc_tables),
+        bag=f"{RESULTS}/brain_age/{{feature_set}}_bag.tsv",
+        features=f"{RESULTS}/features/harmonized.tsv",
+        pcs=f"{RESULTS}/gwas/pcs.tsv",
+    output:
+        f"{RESULTS}/gwas/{{feature_set}}_bag.sumstats",
+    params:
+        prefix=QC_PREFIX,
+        records=gwas_records,
+    log:
+        f"{RESULTS}/logs/gwas/{{feature_set}}_glm.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/gwas/{{feature_set}}_glm.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/gwas.yaml"
+    script:
+        "../scripts/gwas_glm.py"
+
+
+rule gwas_report:
+    input:
+        multiext(QC_PREFIX, ".bed", ".bim", ".fam"),
+        sumstats=f"{RESULTS}/gwas/{{feature_set}}_bag.sumstats",
+    output:
+        loci=f"{RESULTS}/gwas/{{feature_set}}_bag.loci.tsv",
+        summary=f"{RESULTS}/gwas/{{feature_set}}_bag.summary.tsv",
+        manhattan=report(f"{RESULTS}/figures/{{feature_set}}_bag_manhattan.png", category="GWAS"),
+        qq=report(f"{RESULTS}/figures/{{feature_set}}_bag_qq.png", category="GWAS"),
+    params:
+        prefix=QC_PREFIX,
+        r2=config["gwas"]["clump_r2"],
+        kb=config["gwas"]["clump_kb"],
+    log:
+        f"{RESULTS}/logs/gwas/{{feature_set}}_report.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/gwas/{{feature_set}}_report.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/gwas.yaml"
+    script:
+        "../scripts/gwas_report.py"
+
+
+rule fuma:
+    input:
+        f"{RESULTS}/gwas/{{feature_set}}_bag.sumstats",
+    output:
+        f"{RESULTS}/fuma/{{feature_set}}_bag.txt.gz",
+    log:
+        f"{RESULTS}/logs/fuma/{{feature_set}}_bag.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fuma/{{feature_set}}_bag.tsv"
+    localrule: True
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/gwas.yaml"
+    script:
+        "../scripts/fuma_export.py"
