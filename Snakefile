@@ -27,6 +27,7 @@ include: "workflow/rules/ssl.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/brain_age.smk"
 include: "workflow/rules/gwas.smk"
+include: "workflow/rules/ldsc.smk"
 
 
 rule all:

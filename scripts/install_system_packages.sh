@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the pipeline calls as binaries, idempotently.
 # PLINK 2 (GWAS, QC) and PLINK 1.9 (sex check, clumping: Debian's plink2 2.00a3.5 lacks both).
+# bedtools: ldsc's make_annot.py (BED peaks -> SNP annotations).
 set -euo pipefail
 
 # command -> Debian package
-declare -A wanted=( [plink2]=plink2 [plink1.9]=plink1.9 )
+declare -A wanted=( [plink2]=plink2 [plink1.9]=plink1.9 [bedtools]=bedtools )
 
 missing=()
 for cmd in "${!wanted[@]}"; do

@@ -181,7 +181,16 @@ def _thin(table: pd.DataFrame, p: str, keep_below: float = 1e-3, fraction: float
 def manhattan_plot(sumstats: pd.DataFrame, title: str, path: str) -> None:
     """-log10 P along the genome, chromosomes alternating in colour, 5e-8 dashed (variants with P >= 1e-3 thinned)."""
     import numpy as np
-    from plotnine import aes, geom_hline, geom_point, ggplot, labs, scale_color_manual, scale_x_continuous, theme
+    from plotnine import (
+        aes,
+        geom_hline,
+        geom_point,
+        ggplot,
+        labs,
+        scale_color_manual,
+        scale_x_continuous,
+        theme,
+    )
 
     table = sumstats[["CHR", "BP", "P"]].copy()
     order = sorted(table["CHR"].unique(), key=lambda c: (not str(c).isdigit(), int(c) if str(c).isdigit() else 0, c))
@@ -218,3 +227,26 @@ def qq_plot(p, lambda_gc: float, title: str, path: str) -> None:
         + labs(x="expected -log10 P", y="observed -log10 P", title=f"QQ, {title}: lambda GC {lambda_gc:.3f}")
     )
     _save(plot, path, width=4.5, height=4.5)
+
+
+def cell_type_figure(table: pd.DataFrame, fdr: float, path: str) -> None:
+    """Partitioned-h2 enrichment per cell type: -log10 P of the coefficient, one panel per BAG, FDR hits filled."""
+    import numpy as np
+    from plotnine import aes, annotate, coord_flip, facet_wrap, geom_col, ggplot, labs
+
+    if table.empty:
+        _save(ggplot() + annotate("text", x=0, y=0, label="no cell-type annotations configured (ldsc.cell_type_beds)")
+              + labs(title="LDSC cell-type enrichment"), path, width=6, height=3)
+        return
+    table = table.copy()
+    table["minus_log10_p"] = -np.log10(table["p"].clip(lower=1e-300))
+    table["significant"] = np.where(table["q_fdr"] < fdr, f"FDR < {fdr:g}", "not significant")
+    plot = (
+        ggplot(table, aes("cell_type", "minus_log10_p", fill="significant"))
+        + geom_col()
+        + coord_flip()
+        + facet_wrap("~gwas")
+        + labs(x="", y="-log10 P (coefficient > 0)", fill="", title="LDSC cell-type enrichment of BAG heritability")
+    )
+    panels = table["gwas"].nunique()
+    _save(plot, path, width=min(3, panels) * 3 + 2, height=-(-panels // 3) * 2.8 + 1)

@@ -350,12 +350,63 @@ def gwas_records(wildcards):
     return [{"cohort": GWAS_COHORT, **r} for r in ids.astype(object).where(ids.notna(), None).to_dict("records")]
 
 
+LDSC = config["ldsc"]
+LDSC_BUILT = f"{RESULTS}/ldsc/reference"
+LDSC_REFERENCE = LDSC["reference"] or f"{LDSC_BUILT}/chr"
+LDSC_WEIGHTS = LDSC["weights"] or LDSC_REFERENCE
+LDSC_SNPLIST = LDSC["snplist"] or f"{LDSC_BUILT}/snplist.tsv"
+
+
+def _cell_type_beds():
+    folder = LDSC["cell_type_beds"]
+    if folder is None and GWAS_COHORT and is_simulated(GWAS_COHORT):
+        folder = f"{SIM_DIR}/annotations"
+    return folder
+
+
+CELL_TYPE_DIR = _cell_type_beds()
+
+
+@functools.cache
+def cell_types():
+    """Cell types: the .bed files of ldsc.cell_type_beds (after the simulation, for the simulated ones)."""
+    if CELL_TYPE_DIR is None:
+        return []
+    if GWAS_COHORT and is_simulated(GWAS_COHORT) and CELL_TYPE_DIR == f"{SIM_DIR}/annotations":
+        checkpoints.simulate.get()
+    return sorted(f[:-4] for f in os.listdir(CELL_TYPE_DIR) if f.endswith(".bed"))
+
+
+def cell_type_names(wildcards):
+    return cell_types()
+
+
+def cell_type_bed(wildcards):
+    return f"{CELL_TYPE_DIR}/{wildcards.cell_type}.bed"
+
+
+def cell_type_scores(wildcards):
+    return expand(f"{RESULTS}/ldsc/cell_types/{{cell_type}}", cell_type=cell_types())
+
+
+def enrichment_tables(wildcards):
+    if CELL_TYPE_DIR is None:
+        return []
+    return expand(f"{RESULTS}/ldsc/{{feature_set}}_bag.cell_types.tsv", feature_set=GWAS_SETS)
+
+
+def ldsc_reference_inputs(wildcards):
+    """What the regression needs besides the munged sumstats: the built reference unless all are given."""
+    return [] if LDSC["reference"] and LDSC["weights"] else [LDSC_BUILT]
+
+
 def gwas_outputs():
     if not GWAS_COHORT:
         return []
     return [f"{RESULTS}/gwas/qc_report.tsv"] + [
         f"{RESULTS}/gwas/{f}_bag.{ext}" for f in GWAS_SETS for ext in ("sumstats", "loci.tsv", "summary.tsv")] + [
-        f"{RESULTS}/fuma/{f}_bag.txt.gz" for f in GWAS_SETS]
+        f"{RESULTS}/fuma/{f}_bag.txt.gz" for f in GWAS_SETS] + [
+        f"{RESULTS}/ldsc/h2.tsv", f"{RESULTS}/ldsc/rg.tsv", f"{RESULTS}/figures/ldsc_cell_types.png"]
 
 
 def brain_age_outputs():
@@ -404,3 +455,4 @@ wildcard_constraints:
     key=r"[0-9a-f]{12}",
     box="|".join(BOXES),
     feature_set="|".join(dict.fromkeys(FEATURE_SETS + BAG_SETS)),
+    cell_type=r"[A-Za-z0-9_.-]+",
