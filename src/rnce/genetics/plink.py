@@ -46,7 +46,13 @@ def run(name: str, *args: str, out: str | None = None, threads: int = 1, memory_
 
 
 def read_fam(prefix: str) -> pd.DataFrame:
-    return pd.read_csv(f"{prefix}.fam", sep=r"\s+", header=None, names=FAM, dtype=str)
+    """The .fam as strings; a line without exactly 6 fields is an error naming it."""
+    rows = [line.split() for line in open(f"{prefix}.fam")]
+    for i, fields in enumerate(rows, 1):
+        if len(fields) != 6:
+            raise GeneticsError(f"{prefix}.fam, line {i}: {len(fields)} fields, a .fam line has 6 (FID IID father "
+                                "mother sex phenotype)")
+    return pd.DataFrame(rows, columns=FAM, dtype=str)
 
 
 def read_bim(prefix: str) -> pd.DataFrame:
