@@ -98,6 +98,11 @@ def test_tiny_world_runs_end_to_end_and_reruns_nothing(tmp_path):
     assert len(pd.read_csv(out / "evaluation" / "pvalues.tsv", sep="\t")) == (tasks["status"] == "run").sum() * 15
     assert (out / "figures" / "figure2_probes.png").stat().st_size > 10_000
     _check_genetics(out)
+    plan = run_snakemake("-n", "--forceall", "--configfile", str(TINY_CONFIG), "--directory", str(tmp_path),
+                         "results_tiny/gwas/fs_bag.sumstats")
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.stdout.split("Job stats")[1].split("total")[0], flags=re.M))
+    assert jobs.get("gwas_glm") == "1" and jobs.get("brain_age_model") == "1", plan.stdout[-2000:]
+    assert not {j for j in jobs if j.startswith(("ssl", "embed", "evaluate", "ldsc", "fuma", "gwas_report"))}
     again = run_snakemake("-n", "--configfile", str(TINY_CONFIG), "--directory", str(tmp_path))
     assert "Nothing to be done" in again.stdout + again.stderr
 

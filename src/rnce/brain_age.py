@@ -21,10 +21,10 @@ import logging
 import numpy as np
 import pandas as pd
 
-from rnce.cohort import failed_images
 from rnce.evaluate.run import feature_matrix, read_features
 from rnce.evaluate.tasks import IMAGE, baseline_visits
 from rnce.io import write_tsv
+from rnce.qc_tables import failed_images
 
 log = logging.getLogger(__name__)
 

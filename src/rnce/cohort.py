@@ -380,18 +380,3 @@ def assign_shards(table: pd.DataFrame, images_per_shard: int) -> pd.DataFrame:
     out["shard"] = [shard_of(p, n) for p in out["participant_id"]]
     return out
 
-
-IMAGE_COLUMNS = ["cohort", "participant_id", "session_id"]
-
-
-def failed_images(registration_paths: list[str], exclusions_path: str | None) -> pd.DataFrame:
-    """Images that failed registration QC or feature extraction: (cohort, participant_id, session_id)."""
-    failed = []
-    for path in registration_paths:
-        qc = pd.read_csv(path, sep="\t", dtype=str)
-        cohort = path.rsplit("registration_", 1)[-1].removesuffix(".tsv")
-        bad = qc[qc["passed"].str.strip().str.lower() != "true"].assign(cohort=cohort)
-        failed.append(bad[IMAGE_COLUMNS])
-    if exclusions_path:
-        failed.append(pd.read_csv(exclusions_path, sep="\t", dtype=str)[IMAGE_COLUMNS])
-    return pd.concat(failed, ignore_index=True) if failed else pd.DataFrame(columns=IMAGE_COLUMNS)

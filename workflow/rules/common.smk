@@ -291,11 +291,21 @@ def participants_file(name):
     return spec.get("participants") or os.path.join(spec["bids"], "participants.tsv")
 
 
+def _tables(cohorts):
+    """The cohorts' tables (rules whose params read them; Snakemake wants the simulate checkpoint's outputs)."""
+    tables = {"participants": [participants_file(c) for c in cohorts]}
+    if any(is_simulated(c) for c in cohorts):
+        tables["simulated"] = simulate_outputs()
+    return tables
+
+
+def gwas_cohort_tables(wildcards):
+    return _tables([GWAS_COHORT])
+
+
 def _tables_and_qc(cohorts, feature_sets):
     """The cohorts' tables, and the QC tables saying which images have no features (fs) or no embedding."""
-    tables = {"participants": [participants_file(c) for c in cohorts]}
-    if any(is_simulated(c) for c in cohorts):  # the params read them: Snakemake wants the checkpoint's outputs
-        tables["simulated"] = simulate_outputs()
+    tables = _tables(cohorts)
     if any(f != "fs" for f in feature_sets):
         tables["registration"] = [f"{RESULTS}/qc/registration_{c}.tsv" for c in cohorts if c in IMAGED]
     if "fs" in feature_sets:

@@ -5,7 +5,7 @@
 rule gwas_qc:
     input:
         genotype_files,
-        unpack(brain_age_qc_tables),
+        unpack(gwas_cohort_tables),
         split=f"{RESULTS}/brain_age/split.tsv",
         features=f"{RESULTS}/features/harmonized.tsv",
     output:
@@ -37,7 +37,7 @@ rule gwas_qc:
 rule gwas_glm:
     input:
         multiext(QC_PREFIX, ".bed", ".bim", ".fam"),
-        unpack(brain_age_qc_tables),
+        unpack(gwas_cohort_tables),
         bag=f"{RESULTS}/brain_age/{{feature_set}}_bag.tsv",
         features=f"{RESULTS}/features/harmonized.tsv",
         pcs=f"{RESULTS}/gwas/pcs.tsv",

@@ -13,11 +13,11 @@ import logging
 import numpy as np
 import pandas as pd
 
-from rnce.cohort import failed_images
 from rnce.evaluate import tasks as task_lib
 from rnce.evaluate.probes import ProbeError, bootstrap_scores, permutation_pvalue
 from rnce.features import KEYS
 from rnce.io import write_tsv
+from rnce.qc_tables import failed_images
 
 log = logging.getLogger(__name__)
 
