@@ -21,6 +21,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from rnce.cohort import cohort_records
 from rnce.evaluate.run import feature_matrix, read_features
 from rnce.evaluate.tasks import IMAGE, baseline_visits
 from rnce.io import write_tsv
@@ -119,6 +120,15 @@ def write_split(records: list[dict], registration_qc: list[str], exclusions: str
              (split["split"] == "validation").sum())
     write_tsv(split, out_split)
     write_tsv(counts, out_buckets)
+
+
+def split_job(cohorts: dict[str, dict], results: str, registration_qc: list[str], exclusions: str | None,
+              buckets: list[list[float]], per_bucket: int, short_buckets: str, seed: int, out_split: str,
+              out_buckets: str) -> None:
+    """write_split on the brain_age cohorts' tables (``cohorts``: their config entries)."""
+    records = cohort_records(cohorts, results, ["participant_id", "session_id", "age", "sex"])
+    write_split(records, registration_qc, exclusions, buckets, per_bucket, short_buckets, seed, out_split,
+                out_buckets)
 
 
 def write_bag(split_path: str, features_path: str, feature_set: str, l2: float, folds: int, seed: int,

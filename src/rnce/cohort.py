@@ -380,3 +380,14 @@ def assign_shards(table: pd.DataFrame, images_per_shard: int) -> pd.DataFrame:
     out["shard"] = [shard_of(p, n) for p in out["participant_id"]]
     return out
 
+
+
+def cohort_records(specs: dict[str, dict], results: str, columns: list[str]) -> list[dict]:
+    """The rows of configured cohorts (``{name: config entry}``), read and validated, as records with a
+    ``cohort`` key and those of ``columns`` the tables have (None for an empty cell)."""
+    rows = []
+    for name, spec in specs.items():
+        table = load_cohort(name, spec, results)
+        present = table[[c for c in columns if c in table.columns]]
+        rows += [{"cohort": name, **r} for r in present.astype(object).where(present.notna(), None).to_dict("records")]
+    return rows

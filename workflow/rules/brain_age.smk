@@ -9,7 +9,8 @@ rule brain_age_split:
         split=f"{RESULTS}/brain_age/split.tsv",
         buckets=f"{RESULTS}/brain_age/buckets.tsv",
     params:
-        records=brain_age_records,
+        cohorts=brain_age_specs(),
+        results=RESULTS,
         buckets=config["brain_age"]["age_buckets"],
         per_bucket=config["brain_age"]["train_per_bucket"],
         short_buckets=config["brain_age"]["short_buckets"],

@@ -261,28 +261,18 @@ def _feature_sets(key, cohorts):
 
 FEATURE_SETS = _feature_sets("evaluate", evaluate_cohorts())
 BAG_SETS = _feature_sets("brain_age", brain_age_cohorts())
-# the columns of the cohorts' tables that labels and brain ages are made from
-CLINICAL_COLUMNS = ["participant_id", "session_id", "age", "sex", "diagnosis", "amyloid", "years_to_ad",
-                    "followup_years"]
+def _specs(cohorts):
+    """{name: config entry} of cohorts, for jobs that read their tables themselves (params that are known
+    before the simulation runs: a params function reading the tables would wait on the checkpoint)."""
+    return {c: config["cohorts"][c] for c in cohorts}
 
 
-def _records(cohorts):
-    rows = []
-    for c in cohorts:
-        table = cohort_table(c)
-        columns = table[[k for k in CLINICAL_COLUMNS if k in table]]
-        # None, not NaN, for empty cells: NaN != NaN would make Snakemake see changed params on every run
-        rows += [{"cohort": c, **r} for r in columns.astype(object).where(columns.notna(), None).to_dict("records")]
-    return rows
+def evaluate_specs():
+    return _specs(evaluate_cohorts())
 
 
-def evaluation_records(wildcards):
-    """Params function: the clinical columns of every evaluate image (their change reruns the labels)."""
-    return _records(evaluate_cohorts())
-
-
-def brain_age_records(wildcards):
-    return _records(brain_age_cohorts())
+def brain_age_specs():
+    return _specs(brain_age_cohorts())
 
 
 def participants_file(name):
@@ -292,11 +282,8 @@ def participants_file(name):
 
 
 def _tables(cohorts):
-    """The cohorts' tables (rules whose params read them; Snakemake wants the simulate checkpoint's outputs)."""
-    tables = {"participants": [participants_file(c) for c in cohorts]}
-    if any(is_simulated(c) for c in cohorts):
-        tables["simulated"] = simulate_outputs()
-    return tables
+    """The cohorts' tables, read by the job itself."""
+    return {"participants": [participants_file(c) for c in cohorts]}
 
 
 def gwas_cohort_tables(wildcards):
@@ -354,10 +341,8 @@ def genotype_files(wildcards):
     return [f"{GENOTYPES}.{ext}" for ext in ("bed", "bim", "fam")]
 
 
-def gwas_records(wildcards):
-    """Params function: genotype_id of every gwas-cohort image."""
-    ids = cohort_table(GWAS_COHORT)[["participant_id", "genotype_id"]]
-    return [{"cohort": GWAS_COHORT, **r} for r in ids.astype(object).where(ids.notna(), None).to_dict("records")]
+def gwas_spec():
+    return _specs([GWAS_COHORT] if GWAS_COHORT else [])
 
 
 LDSC = config["ldsc"]

@@ -9,7 +9,8 @@ rule evaluate_labels:
         labels=f"{RESULTS}/evaluation/labels.tsv",
         tasks=f"{RESULTS}/evaluation/tasks.tsv",
     params:
-        records=evaluation_records,
+        cohorts=evaluate_specs(),
+        results=RESULTS,
         tasks=config["evaluate"]["tasks"],
         conversion_years=config["evaluate"]["conversion_years"],
         n_holdout=config["evaluate"]["n_holdout"],

@@ -15,7 +15,8 @@ rule gwas_qc:
     params:
         genotypes=GENOTYPES,
         prefix=QC_PREFIX,
-        records=gwas_records,
+        cohort=gwas_spec(),
+        results=RESULTS,
         thresholds={k: config["gwas"][k] for k in ("geno", "mind", "maf", "hwe", "king")},
         min_samples=config["gwas"]["min_samples"],
         n_pcs=config["gwas"]["n_pcs"],
@@ -45,7 +46,8 @@ rule gwas_glm:
         f"{RESULTS}/gwas/{{feature_set}}_bag.sumstats",
     params:
         prefix=QC_PREFIX,
-        records=gwas_records,
+        cohort=gwas_spec(),
+        results=RESULTS,
     log:
         f"{RESULTS}/logs/gwas/{{feature_set}}_glm.log",
     benchmark:

@@ -1,7 +1,7 @@
-from rnce.brain_age import write_split
+from rnce.brain_age import split_job
 from rnce.logs import to_file
 
 to_file(snakemake.log[0])
 p, i = snakemake.params, snakemake.input
-write_split(p.records, list(i.get("registration", [])), i.get("exclusions"), p.buckets, p.per_bucket,
-            p.short_buckets, p.seed, snakemake.output.split, snakemake.output.buckets)
+split_job(p.cohorts, p.results, list(i.get("registration", [])), i.get("exclusions"), p.buckets, p.per_bucket,
+          p.short_buckets, p.seed, snakemake.output.split, snakemake.output.buckets)

@@ -1,7 +1,7 @@
-from rnce.evaluate.run import write_labels
+from rnce.evaluate.run import labels_job
 from rnce.logs import to_file
 
 to_file(snakemake.log[0])
 p, i = snakemake.params, snakemake.input
-write_labels(p.records, list(i.get("registration", [])), i.get("exclusions"), p.tasks, p.conversion_years,
-             p.n_holdout, p.min_class_size, snakemake.output.labels, snakemake.output.tasks)
+labels_job(p.cohorts, p.results, list(i.get("registration", [])), i.get("exclusions"), p.tasks, p.conversion_years,
+           p.n_holdout, p.min_class_size, snakemake.output.labels, snakemake.output.tasks)

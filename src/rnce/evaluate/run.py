@@ -13,6 +13,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from rnce.cohort import cohort_records
 from rnce.evaluate import tasks as task_lib
 from rnce.evaluate.probes import ProbeError, bootstrap_scores, permutation_pvalue
 from rnce.features import KEYS
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 ID = {"participant_id": str, "session_id": str, "cohort": str}
 NOT_FEATURES = set(KEYS) | {"eTIV"}
+CLINICAL_COLUMNS = ["participant_id", "session_id", "age", "sex", "diagnosis", "amyloid", "years_to_ad",
+                    "followup_years"]
 SCORE_COLUMNS = ["task", "metric", "feature_set", "mean", "sd", "n", "n_boot", "status", "reason"]
 PVALUE_COLUMNS = ["task", "feature_set_a", "feature_set_b", "mean_a", "mean_b", "difference", "p_value", "n_perm"]
 
@@ -53,6 +56,15 @@ def read_features(path: str, feature_set: str) -> pd.DataFrame:
     if not [c for c in table.columns if c not in NOT_FEATURES]:
         raise ProbeError(f"{path}: feature set '{feature_set}' has no feature columns")
     return table
+
+
+def labels_job(cohorts: dict[str, dict], results: str, registration_qc: list[str], exclusions: str | None,
+               tasks: list[str], conversion_years: list[float], n_holdout: int, min_class_size: int, out_labels: str,
+               out_tasks: str) -> None:
+    """write_labels on the evaluate cohorts' tables (``cohorts``: their config entries)."""
+    records = cohort_records(cohorts, results, CLINICAL_COLUMNS)
+    write_labels(records, registration_qc, exclusions, tasks, conversion_years, n_holdout, min_class_size, out_labels,
+                 out_tasks)
 
 
 def feature_matrix(table: pd.DataFrame, path: str, feature_set: str, images: pd.DataFrame) -> np.ndarray:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pandas as pd
 
+from rnce.cohort import cohort_records
 from rnce.genetics import gwas, qc
 from rnce.io import write_tsv
 
 
-def qc_job(genotypes: str, split_path: str, records: list[dict], features_path: str, thresholds: dict,
-           min_samples: int, n_pcs: int, approx_above: int, out_prefix: str, out_report: str, out_pcs: str,
-           threads: int = 1, memory_mb: int | None = None) -> None:
-    """Validate, QC the samples with a brain age and every covariate, then the genetic PCs."""
+def qc_job(genotypes: str, split_path: str, cohort: dict[str, dict], results: str, features_path: str,
+           thresholds: dict, min_samples: int, n_pcs: int, approx_above: int, out_prefix: str, out_report: str,
+           out_pcs: str, threads: int = 1, memory_mb: int | None = None) -> None:
+    """Validate, QC the samples with a brain age and every covariate, then the genetic PCs.
+    ``cohort``: {name: config entry} of the gwas cohort."""
+    records = cohort_records(cohort, results, ["participant_id", "genotype_id"])
     people, counts = gwas.people_table(split_path, records, features_path)
     merged = qc.validate(genotypes, people, min_samples)
     report = qc.run_qc(genotypes, merged[["fid", "iid"]], out_prefix, out_report, thresholds, threads, memory_mb)
@@ -25,8 +28,9 @@ def qc_job(genotypes: str, split_path: str, records: list[dict], features_path: 
     qc.principal_components(out_prefix, n_pcs, approx_above, out_pcs, threads, memory_mb)
 
 
-def glm_job(qc_prefix: str, bag_path: str, records: list[dict], features_path: str, pcs_path: str,
-            out_sumstats: str, threads: int = 1, memory_mb: int | None = None) -> None:
+def glm_job(qc_prefix: str, bag_path: str, cohort: dict[str, dict], results: str, features_path: str,
+            pcs_path: str, out_sumstats: str, threads: int = 1, memory_mb: int | None = None) -> None:
+    records = cohort_records(cohort, results, ["participant_id", "genotype_id"])
     people, _ = gwas.people_table(bag_path, records, features_path)
     pcs = pd.read_csv(pcs_path, sep="\t", dtype={"FID": str, "IID": str})
     gwas.glm(qc_prefix, people, pcs, out_sumstats, threads, memory_mb)
