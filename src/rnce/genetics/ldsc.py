@@ -197,22 +197,33 @@ def heritability(bin_dir: str, munged: str, reference: str, weights: str, out_pr
 
 def genetic_correlations(bin_dir: str, munged: list[str], names: list[str], reference: str, weights: str,
                          out_prefix: str, intercept: float | None = None) -> pd.DataFrame:
-    """``ldsc.py --rg`` of every pair; one row per pair (rg, se, z, p, h2 of the second trait...)."""
+    """``ldsc.py --rg`` of every pair: rg, se, z, p, and a note where ldsc gives none.
+
+    ldsc 2.0.1 turns numerical failures (e.g. a negative h2 under a constrained
+    intercept) into a crash of its own error handler; such a pair gets NA and
+    the error's name in ``note`` instead of failing the others."""
     rows = []
     for i in range(len(munged)):
         for j in range(i + 1, len(munged)):
             out = f"{out_prefix}.{names[i]}.{names[j]}"
-            text = call(bin_dir, "ldsc.py", "--rg", f"{munged[i]},{munged[j]}", "--ref-ld-chr", reference,
-                        "--w-ld-chr", weights, *_intercept(intercept, 2), "--out", out, out=out)
-            block = text.split("Summary of Genetic Correlation Results")[-1].strip().splitlines()
-            header, values = block[0].split(), block[1].split()
-            row = dict(zip(header, values, strict=False))
-            rows.append({"trait_a": names[i], "trait_b": names[j], "rg": row.get("rg"), "se": row.get("se"),
-                         "z": row.get("z"), "p": row.get("p")})
-            for ext in (".log",):
-                if os.path.exists(out + ext):
-                    os.remove(out + ext)
-    return pd.DataFrame(rows, columns=["trait_a", "trait_b", "rg", "se", "z", "p"])
+            row = {"trait_a": names[i], "trait_b": names[j], "rg": "NA", "se": "NA", "z": "NA", "p": "NA", "note": ""}
+            try:
+                text = call(bin_dir, "ldsc.py", "--rg", f"{munged[i]},{munged[j]}", "--ref-ld-chr", reference,
+                            "--w-ld-chr", weights, *_intercept(intercept, 2), "--out", out, out=out)
+            except GeneticsError as error:
+                hidden = [n for n in re.findall(r"instances of '(\w+)' and 'int'", str(error)) if n != "TypeError"]
+                row["note"] = f"ldsc failed ({hidden[0] if hidden else 'see its log'})"
+                log.warning("rg %s vs %s: %s", names[i], names[j], row["note"])
+            else:
+                block = text.split("Summary of Genetic Correlation Results")[-1].strip().splitlines()
+                found = dict(zip(block[0].split(), block[1].split(), strict=False))
+                row.update({k: found.get(k, "NA") for k in ("rg", "se", "z", "p")})
+                if row["rg"] == "NA":
+                    row["note"] = "an h2 out of bounds" if "out of bounds" in text else "not estimated"
+            rows.append(row)
+            if os.path.exists(out + ".log"):
+                os.remove(out + ".log")
+    return pd.DataFrame(rows, columns=["trait_a", "trait_b", "rg", "se", "z", "p", "note"])
 
 
 def fdr_bh(p: np.ndarray) -> np.ndarray:
