@@ -111,7 +111,7 @@ def _check_genetics(out):
     """Brain age, GWAS, FUMA and LDSC outputs of the tiny run; no released file holds a sample id."""
     bag = pd.read_csv(out / "brain_age" / "fs_bag.tsv", sep="\t")
     assert list(bag.columns[:6]) == ["cohort", "participant_id", "session_id", "sex", "age", "predicted_age"]
-    assert abs(bag["bag"].corr(bag["age"])) < 1e-6 and (bag["split"] == "train").sum() == 120
+    assert abs(bag["bag"].corr(bag["age"])) < 1e-6 and (bag["split"] == "train").sum() == 240
     report = pd.read_csv(out / "gwas" / "qc_report.tsv", sep="\t")
     assert {"sex_check", "relatedness", "hwe"} <= set(report["step"]) and report["samples_removed"].sum() > 0
     sumstats = pd.read_csv(out / "gwas" / "fs_bag.sumstats", sep="\t")
@@ -119,6 +119,9 @@ def _check_genetics(out):
     assert sumstats["P"].between(0, 1, inclusive="right").all() and len(sumstats) > 5000
     h2 = pd.read_csv(out / "ldsc" / "h2.tsv", sep="\t")
     assert list(h2["gwas"]) == ["fs"] and h2["h2_se"].gt(0).all()
+    strong = json.loads((out / "demo" / "ground_truth.json").read_text())["strong_locus"]["snp"]
+    loci = pd.read_csv(out / "gwas" / "fs_bag.loci.tsv", sep="\t")
+    assert strong in set(loci["SNP"]) and loci["P"].max() < 5e-8  # the planted strong locus passes 5e-8
     cell_types = pd.read_csv(out / "ldsc" / "fs_bag.cell_types.tsv", sep="\t")
     assert len(cell_types) == 6 and cell_types["q_fdr"].between(0, 1).all()
     import gzip
