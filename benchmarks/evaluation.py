@@ -90,7 +90,7 @@ def stage(records: list[dict], n_boot: int, n_perm: int) -> dict[str, float]:
     times["bootstrap"] = time.perf_counter() - start
     times["bootstrap_job_seconds"] = sum(job_seconds)
     start = time.perf_counter()
-    write_summary(str(OUT / "tasks.tsv"), [j[-1] for j in jobs], n_perm, 0, str(OUT / "scores.tsv"),
+    write_summary(str(OUT / "tasks.tsv"), [j[-1] for j in jobs], list(SETS), n_perm, 0, str(OUT / "scores.tsv"),
                   str(OUT / "pvalues.tsv"), str(OUT / "figure2_probes.png"))
     times["summary"] = time.perf_counter() - start
     return times

@@ -164,7 +164,7 @@ def test_probe_and_summary_tables(tmp_path):
         paths.append(str(tmp_path / f"boot_{name}.tsv"))
         evaluation.probe_feature_set(str(tmp_path / "labels.tsv"), str(tmp_path / "tasks.tsv"),
                                      str(tmp_path / f"{name}.tsv"), name, 40, 12, 0, 1.0, paths[-1])
-    scores, pvalues = evaluation.summarise(str(tmp_path / "tasks.tsv"), paths, 500, 0)
+    scores, pvalues = evaluation.summarise(str(tmp_path / "tasks.tsv"), paths, ["good", "noise"], 500, 0)
     ad = scores[scores["task"] == "ad_vs_cn"].set_index("feature_set")
     assert ad.loc["good", "mean"] > 0.85 > 0.7 > ad.loc["noise", "mean"]
     assert list(scores.columns[:6]) == ["task", "metric", "feature_set", "mean", "sd", "n"]
@@ -179,6 +179,9 @@ def test_missing_subjects_and_nan_features_are_errors(tmp_path):
     with pytest.raises(ProbeError, match=r"short.tsv: feature set 'x' has no row for 2 baseline image\(s\).*"
                                          r"2 of cohort 'ev'"):
         evaluation.probe_feature_set(*args, str(tmp_path / "short.tsv"), "x", 10, 12, 0, 1.0, str(tmp_path / "o"))
+    pd.concat([table, table.iloc[[4]]]).to_csv(tmp_path / "dup.tsv", sep="\t", index=False)
+    with pytest.raises(ProbeError, match=r"dup.tsv: .* 2 rows for images listed more than once .*p004 ses-1"):
+        evaluation.probe_feature_set(*args, str(tmp_path / "dup.tsv"), "x", 10, 12, 0, 1.0, str(tmp_path / "o"))
     table.loc[9, "dim_02"] = np.nan
     table.to_csv(tmp_path / "nan.tsv", sep="\t", index=False)
     with pytest.raises(ProbeError, match=r"NaN or non-numeric values in 1 image\(s\).*p009 ses-1, column 'dim_02'"):
@@ -213,3 +216,14 @@ def test_simulated_world_fs_features_carry_the_planted_disease_signal(tmp_path):
     assert with_signal.mean() > 0.8
     assert without.mean() < 0.65
     assert permutation_pvalue(with_signal, without, 2000) < 0.01
+
+
+def test_a_summary_where_every_task_was_skipped_still_lists_each_feature_set_with_the_reason(tmp_path):
+    _evaluation_files(tmp_path)
+    tasks = pd.read_csv(tmp_path / "tasks.tsv", sep="\t", keep_default_na=False)
+    tasks.assign(status="skipped", reason="too few").to_csv(tmp_path / "tasks.tsv", sep="\t", index=False)
+    paths = [str(tmp_path / "a.tsv"), str(tmp_path / "b.tsv")]
+    for path in paths:
+        pd.DataFrame(columns=["task", "feature_set", "bootstrap", "score"]).to_csv(path, sep="\t", index=False)
+    scores, pvalues = evaluation.summarise(str(tmp_path / "tasks.tsv"), paths, ["a", "b"], 100, 0)
+    assert len(scores) == 2 * len(tasks) and (scores["reason"] == "too few").all() and pvalues.empty

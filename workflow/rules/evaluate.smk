@@ -64,6 +64,7 @@ rule evaluate_summary:
         pvalues=f"{RESULTS}/evaluation/pvalues.tsv",
         figure=report(f"{RESULTS}/figures/figure2_probes.png", category="Evaluation"),
     params:
+        feature_sets=FEATURE_SETS,
         n_perm=config["evaluate"]["n_perm"],
         seed=config["evaluate"]["seed"],
     log:

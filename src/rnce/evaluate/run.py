@@ -70,6 +70,12 @@ def labels_job(cohorts: dict[str, dict], results: str, registration_qc: list[str
 def feature_matrix(table: pd.DataFrame, path: str, feature_set: str, images: pd.DataFrame) -> np.ndarray:
     """The features of ``images`` (cohort, participant_id, session_id) in their order, from a feature table."""
     columns = [c for c in table.columns if c not in NOT_FEATURES]
+    dup = table.duplicated(task_lib.IMAGE, keep=False)
+    if dup.any():
+        first = table[dup].iloc[0]
+        raise ProbeError(f"{path}: feature set '{feature_set}' has {int(dup.sum())} rows for images listed more than "
+                         f"once (first: line {int(np.flatnonzero(dup.to_numpy())[0]) + 2}, cohort "
+                         f"'{first['cohort']}', {first['participant_id']} {first['session_id']})")
     merged = images.merge(table, on=task_lib.IMAGE, how="left", indicator=True, validate="many_to_one")
     missing = merged[merged["_merge"] == "left_only"]
     if len(missing):
@@ -110,12 +116,14 @@ def probe_feature_set(labels_path: str, tasks_path: str, features_path: str, fea
     return result
 
 
-def summarise(tasks_path: str, bootstrap_paths: list[str], n_perm: int, seed: int) -> tuple[pd.DataFrame,
-                                                                                               pd.DataFrame]:
-    """scores (mean, SD over bootstrap samples, per task and feature set) and the pairwise p-values."""
+def summarise(tasks_path: str, bootstrap_paths: list[str], feature_sets: list[str], n_perm: int,
+              seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """scores (mean, SD over bootstrap samples, per task and feature set) and the pairwise p-values.
+
+    ``feature_sets`` name the bootstrap tables in order; a skipped task still gets a row per feature set
+    (with its reason) even when no task ran and the tables are empty."""
     summary = pd.read_csv(tasks_path, sep="\t", keep_default_na=False)
     boots = pd.concat([pd.read_csv(p, sep="\t") for p in bootstrap_paths], ignore_index=True)
-    feature_sets = list(dict.fromkeys(boots["feature_set"]))
     scores, pvalues = [], []
     for row in summary.itertuples():
         by_set = {f: boots.loc[(boots["task"] == row.task) & (boots["feature_set"] == f)].sort_values("bootstrap")[
@@ -134,11 +142,11 @@ def summarise(tasks_path: str, bootstrap_paths: list[str], n_perm: int, seed: in
     return pd.DataFrame(scores, columns=SCORE_COLUMNS), pd.DataFrame(pvalues, columns=PVALUE_COLUMNS)
 
 
-def write_summary(tasks_path: str, bootstrap_paths: list[str], n_perm: int, seed: int, out_scores: str,
-                  out_pvalues: str, out_figure: str) -> None:
+def write_summary(tasks_path: str, bootstrap_paths: list[str], feature_sets: list[str], n_perm: int, seed: int,
+                  out_scores: str, out_pvalues: str, out_figure: str) -> None:
     from rnce.plots import probe_figure
 
-    scores, pvalues = summarise(tasks_path, bootstrap_paths, n_perm, seed)
+    scores, pvalues = summarise(tasks_path, bootstrap_paths, feature_sets, n_perm, seed)
     write_tsv(scores, out_scores)
     write_tsv(pvalues, out_pvalues)
     probe_figure(scores, out_figure)
