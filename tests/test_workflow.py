@@ -128,7 +128,7 @@ def _check_genetics(out):
 
     iids = set(pd.read_csv(out / "demo" / "genotypes" / "gwas.fam", sep=r"\s+", header=None, dtype=str)[1])
     released = [*(out / "gwas").glob("*_bag.*"), *(out / "fuma").glob("*"), *(out / "ldsc").glob("*.tsv"),
-                *(out / "ldsc").glob("*.sumstats.gz")]
+                *(out / "ldsc").glob("*.sumstats.gz"), *(out / "ldsc").rglob("*.fam")]
     assert len(released) >= 8
     for path in released:
         text = gzip.open(path, "rt").read() if path.suffix == ".gz" else path.read_text()

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from rnce.genetics.fuma import check_sumstats, strand_ambiguous
-from rnce.genetics.plink import GeneticsError, read_bim, run
+from rnce.genetics.plink import GeneticsError, read_bim, read_fam, run
 from rnce.io import atomic_path, write_tsv
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,10 @@ def build_reference(bin_dir: str, qc_prefix: str, out_dir: str, window_kb: int, 
     for chrom in chromosomes:
         panel = f"{out_dir}/panel.{chrom}"
         run("plink2", "--bfile", qc_prefix, "--chr", chrom, "--make-bed", out=panel)
+        # LD scores need genotypes, not ids: the panel under ldsc/ keeps none (LDSC outputs hold aggregates only)
+        fam = read_fam(panel)
+        fam["fid"] = fam["iid"] = [f"s{i}" for i in range(1, len(fam) + 1)]
+        fam.to_csv(f"{panel}.fam", sep="\t", header=False, index=False)
         ld_scores(bin_dir, panel, f"{out_dir}/chr{chrom}", window_kb)
     shutil.rmtree(work, ignore_errors=True)
     Path(f"{out_dir}/chromosomes.txt").write_text("\n".join(chromosomes) + "\n")
