@@ -1,8 +1,16 @@
 # rnce: T1w MRI -> R-NCE imaging biomarkers -> brain age -> GWAS -> LDSC.
 # Thin on purpose: the logic lives in the package src/rnce (see ARCHITECTURE in README.md).
+import os
+
 from snakemake.utils import min_version, validate
 
+from rnce.workflow_config import make_canonical
+
 min_version("9.0")
+
+# With --sdm conda, each stage env's post-deploy script (envs/install_rnce.sh) installs the rnce
+# package from this checkout.
+os.environ.setdefault("RNCE_SOURCE", workflow.basedir)
 
 
 # The default config is the demo; a config given with --configfile replaces it
@@ -15,6 +23,7 @@ if not workflow.overwrite_configfiles:
 if config.get("simulate", {}) is None:  # `simulate: null`: no simulated world
     del config["simulate"]
 validate(config, "workflow/schemas/config.schema.yaml")
+make_canonical(config)  # key order must not decide what reruns
 
 
 include: "workflow/rules/common.smk"

@@ -139,3 +139,18 @@ def test_bids_root(tmp_path):
     (root / "participants.tsv").write_text("participant_id\tsex\tsite\tage\nsub-01\tX\ta\t70\nsub-02\tM\tb\t71\n")
     with pytest.raises(CohortError, match=r"\(BIDS\), sub-01 ses-1, column 'sex': 'X' is not one of"):
         read_bids(root)
+
+
+def test_canonical_config_sorts_keys_but_keeps_the_cohorts_order():
+    from rnce.workflow_config import canonical, make_canonical
+
+    config = {"ssl": {"stage1": {"epochs": 1, "batch_size": 2}, "methods": ["simclr", "rnce"]},
+              "cohorts": {"ukb": {"roles": ["pretrain"], "participants": "u.tsv"}, "adni": {"participants": "a.tsv"}},
+              "simulate": {"cohorts": {"z": {"n": 1}, "a": {"n": 2}}}}
+    result = canonical(config)
+    assert list(result) == ["cohorts", "simulate", "ssl"] and list(result["ssl"]["stage1"]) == ["batch_size", "epochs"]
+    assert list(result["cohorts"]) == ["ukb", "adni"] and list(result["cohorts"]["ukb"]) == ["participants", "roles"]
+    assert list(result["simulate"]["cohorts"]) == ["z", "a"] and result["ssl"]["methods"] == ["simclr", "rnce"]
+    same = dict(config)
+    make_canonical(same)
+    assert repr(same) == repr(result) and same == config

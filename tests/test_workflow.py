@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +31,7 @@ def _config_with(tmp_path: Path, **changes) -> Path:
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config.update(changes)
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))  # the cohorts keep their order
     return path
 
 
@@ -56,9 +61,27 @@ def test_bad_table_fails_before_any_job_runs(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_tiny_world_runs_end_to_end_and_reruns_nothing(tmp_path):
-    result = run_snakemake("--cores", "2", "--configfile", str(TINY_CONFIG), "--directory", str(tmp_path))
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """The whole tiny world, run once; the tests below read it, plan against it, and the last breaks it."""
+    folder = tmp_path_factory.mktemp("tiny_run")
+    result = run_snakemake("--cores", "2", "--configfile", str(TINY_CONFIG), "--directory", str(folder))
     assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+def planned(*args: str, folder: Path, config: Path = TINY_CONFIG) -> dict[str, int]:
+    """Rule -> number of jobs that `snakemake -n` plans ({} when nothing is to be done)."""
+    result = run_snakemake("-n", "--configfile", str(config), "--directory", str(folder), *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    if "Nothing to be done" in result.stdout + result.stderr:
+        return {}
+    table = result.stdout.split("Job stats")[1].split("total")[0]
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M) if rule != "all"}
+
+
+def test_tiny_world_runs_end_to_end(tiny_run):
+    tmp_path = tiny_run
     out = tmp_path / "results_tiny"
     inventory = pd.read_csv(out / "inventory" / "evaluate.tsv", sep="\t")
     participants = pd.read_csv(out / "demo" / "participants" / "evaluate.tsv", sep="\t")
@@ -98,13 +121,97 @@ def test_tiny_world_runs_end_to_end_and_reruns_nothing(tmp_path):
     assert len(pd.read_csv(out / "evaluation" / "pvalues.tsv", sep="\t")) == (tasks["status"] == "run").sum() * 15
     assert (out / "figures" / "figure2_probes.png").stat().st_size > 10_000
     _check_genetics(out)
-    plan = run_snakemake("-n", "--forceall", "--configfile", str(TINY_CONFIG), "--directory", str(tmp_path),
-                         "results_tiny/gwas/fs_bag.sumstats")
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.stdout.split("Job stats")[1].split("total")[0], flags=re.M))
-    assert jobs.get("gwas_glm") == "1" and jobs.get("brain_age_model") == "1", plan.stdout[-2000:]
+
+
+def test_one_target_plans_only_its_own_chain(tiny_run):
+    jobs = planned("--forceall", "results_tiny/gwas/fs_bag.sumstats", folder=tiny_run)
+    assert jobs.get("gwas_glm") == 1 and jobs.get("brain_age_model") == 1, jobs
     assert not {j for j in jobs if j.startswith(("ssl", "embed", "evaluate", "ldsc", "fuma", "gwas_report"))}
-    again = run_snakemake("-n", "--configfile", str(TINY_CONFIG), "--directory", str(tmp_path))
-    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_unchanged_rerun_plans_nothing_even_with_the_config_rewritten(tiny_run, tmp_path):
+    assert planned(folder=tiny_run) == {}
+    # the same config, keys in another order (as a tool re-saving the YAML writes it)
+    shuffled = yaml.safe_load(TINY_CONFIG.read_text())
+    shuffled = {key: shuffled[key] for key in reversed(list(shuffled))}
+    (tmp_path / "same.yaml").write_text(yaml.safe_dump(shuffled, sort_keys=False))
+    assert planned(folder=tiny_run, config=tmp_path / "same.yaml") == {}
+
+
+GENETICS_RULES = ("gwas_", "fuma", "ldsc_")
+
+
+def test_gwas_parameter_change_plans_only_gwas_fuma_and_ldsc(tiny_run, tmp_path):
+    jobs = planned(folder=tiny_run, config=_config_with(tmp_path, gwas={"maf": 0.02}))
+    assert jobs.get("gwas_qc") == 1 and jobs.get("gwas_glm") == 1 and jobs.get("fuma") == 1 and jobs.get("ldsc_h2") == 1
+    assert all(rule.startswith(GENETICS_RULES) for rule in jobs), jobs
+
+
+def test_combat_parameter_change_plans_harmonization_and_what_depends_on_it(tiny_run, tmp_path):
+    jobs = planned(folder=tiny_run, config=_config_with(tmp_path, harmonize={"covariates": ["age", "sex", "diagnosis"]}))
+    assert jobs.get("harmonize") == 1 and jobs.get("brain_age_model") and jobs.get("gwas_glm"), jobs
+    # nothing upstream; of the SSL methods only R-NCE (its auxiliary matrix is the harmonized features)
+    assert not {"simulate", "inventory_shard", "features_shard", "features_raw", "preprocess_shard",
+                "registration_qc", "ssl_tissue_labels", "ssl_reconstruction"} & set(jobs), jobs
+    assert jobs["ssl_encoder"] == 18 and jobs["ssl_aggregator"] == 1 and jobs["embed"] == 1, jobs
+
+
+def test_one_more_participant_plans_its_shard_and_the_aggregates(tiny_run):
+    demo = tiny_run / "results_tiny" / "demo"
+    table = demo / "participants" / "evaluate.tsv"
+    original = table.read_bytes()
+    image = demo / "images" / "evaluate" / "eva09999_ses-01_T1w.nii.gz"
+    stats = demo / "freesurfer" / "evaluate" / "eva09999_ses-01"
+    first = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False).iloc[0]
+    shutil.copy(table.parent / first["t1w"], image)
+    shutil.copytree(demo / "freesurfer" / "evaluate" / f"{first['participant_id']}_{first['session_id']}", stats)
+    row = first.copy()
+    row["participant_id"], row["session_id"], row["t1w"] = "eva09999", "ses-01", f"../images/evaluate/{image.name}"
+    try:
+        with table.open("a") as handle:
+            handle.write("\t".join(row.tolist()) + "\n")
+        jobs = planned(folder=tiny_run)
+    finally:
+        table.write_bytes(original)
+        image.unlink()
+        shutil.rmtree(stats)
+    # one shard of each per-shard step; every other planned job is an aggregate over the cohorts
+    assert jobs["inventory_shard"] == jobs["preprocess_shard"] == jobs["features_shard"] == 1, jobs
+    assert "simulate" not in jobs and jobs["ssl_encoder"] == 18, jobs  # R-NCE only: ComBat is refitted
+    assert "ssl_reconstruction" not in jobs and "ssl_tissue_labels" not in jobs
+    assert planned(folder=tiny_run) == {}  # the table as it was: nothing again
+
+
+def test_sigkill_mid_job_leaves_no_half_written_output_and_the_rerun_redoes_only_that_job(tiny_run):
+    """SIGKILL Snakemake and its job after the first of a job's outputs is in place: no output is
+    half-written; Snakemake names the incomplete one; the rerun redoes that job alone."""
+    out = tiny_run / "results_tiny"
+    outputs = [out / "gwas" / "fs_bag.loci.tsv", out / "gwas" / "fs_bag.summary.tsv",
+               out / "figures" / "fs_bag_manhattan.png", out / "figures" / "fs_bag_qq.png"]
+    complete = outputs[0].read_bytes()
+    for path in outputs:
+        path.unlink()
+    target = str(outputs[1].relative_to(tiny_run))
+    exe = Path(sys.executable).with_name("snakemake")
+    job = subprocess.Popen([str(exe), "--snakefile", str(ROOT / "Snakefile"), "--cores", "1", "--configfile",
+                            str(TINY_CONFIG), "--directory", str(tiny_run), target], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not outputs[1].exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    assert outputs[1].exists() and not outputs[2].exists(), "the kill did not land between two outputs"
+    assert outputs[0].read_bytes() == complete  # what is there is whole; the plot in progress has a temporary name
+    strict = run_snakemake("-n", "--workflow-profile", "none", "--configfile", str(TINY_CONFIG), "--directory",
+                           str(tiny_run), target)
+    report = strict.stdout + strict.stderr
+    assert strict.returncode != 0 and "Incomplete files:" in report and str(outputs[1].relative_to(tiny_run)) in report
+    rerun = run_snakemake("--cores", "1", "--configfile", str(TINY_CONFIG), "--directory", str(tiny_run), target)
+    log = rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0, log[-3000:]
+    assert re.search(r"^gwas_report\s+1$", log, flags=re.M) and re.search(r"^total\s+1$", log, flags=re.M), log
+    assert all(path.exists() for path in outputs) and outputs[0].read_bytes() == complete
 
 
 def _check_genetics(out):
