@@ -7,13 +7,14 @@ LDSC_VENV := .venv-ldsc
 CORES ?= 2
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test venv system dryrun clean
+.PHONY: demo test venv system system-test slurm-profile dryrun clean
 
 demo: system venv
 	snakemake --cores $(CORES) all
 
-test: system venv
-	pytest -q
+# RNCE_REQUIRE_SLURM=1: the SLURM-backed test fails (instead of skipping) where it cannot start its cluster
+test: system-test venv
+	RNCE_REQUIRE_SLURM=1 pytest -q
 
 venv: $(VENV)/.installed $(LDSC_VENV)/.installed
 
@@ -32,6 +33,15 @@ $(LDSC_VENV)/.installed: requirements-ldsc.lock
 
 system:
 	bash scripts/install_system_packages.sh
+
+system-test:
+	bash scripts/install_system_packages.sh test
+
+# `snakemake --profile slurm` finds profiles named slurm in ~/.config/snakemake/: link ours there
+slurm-profile:
+	mkdir -p $${XDG_CONFIG_HOME:-$$HOME/.config}/snakemake
+	ln -sfn $(CURDIR)/profiles/slurm $${XDG_CONFIG_HOME:-$$HOME/.config}/snakemake/slurm
+	@echo "snakemake --profile slurm now uses $(CURDIR)/profiles/slurm (fill in its site settings)"
 
 dryrun: venv
 	snakemake --cores $(CORES) -n all

@@ -1,10 +1,12 @@
-"""DAG scale: `snakemake -n all` on a 35,761-image cohort, against a naive one-job-per-image workflow.
+"""DAG scale: `snakemake -n all` of the whole workflow on 35,761 images, against a naive one-job-per-image workflow.
 
-Writes a participants table of 35,761 images (empty image files; 32,132 subjects,
-some with a second visit, as the paper's pretraining set), then, in the same
-run, times a dry run of the rnce workflow on it and of a naive Snakefile with
-one job per image for each of three per-image steps. Prints both wall times,
-the ratio and the peak RSS of each. Last line:
+Writes the participants tables of 35,761 images (empty image files): a UK Biobank-like cohort
+(pretraining, brain age and GWAS, with a PLINK fileset) of 33,330 images of 29,701 subjects,
+some with a second visit, and an ADNI-like evaluation cohort of 2,431 images. Then, in the same
+run, times a dry run of every stage of the rnce workflow (inventory, features, ComBat,
+registration, the five SSL methods' training and embeddings, evaluation, brain age, GWAS, FUMA,
+LDSC) and of a naive Snakefile with one job per image for each of three per-image steps. Prints
+both wall times, the ratio and the peak RSS of each. Last line:
     dag_scale: ratio <r> (goal <= 0.35)
 
 Run from the repo root: python benchmarks/dag_scale.py [--images N]
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -59,30 +62,41 @@ MEASURE = (
     "import json, resource, subprocess, sys, time; t = time.perf_counter(); "
     "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
     "print(json.dumps({'rc': r.returncode, 'wall': time.perf_counter() - t, "
-    "'rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 'tail': r.stdout[-400:] + r.stderr[-400:]}))"
+    "'rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 'tail': r.stdout[-4000:] + r.stderr[-4000:]}))"
 )
 
 
-def write_cohort(n_images: int, folder: Path) -> Path:
-    rng = np.random.default_rng(0)
+def write_cohort(n_images: int, folder: Path, name: str = "ukb", seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
     n_subjects = int(round(n_images * 32132 / 35761))
     repeat = rng.choice(n_subjects, n_images - n_subjects, replace=False)
     subjects = np.concatenate([np.arange(n_subjects), repeat])
     sessions = np.where(np.arange(n_images) < n_subjects, "ses-1", "ses-2")
     images = folder / "images"
     images.mkdir(parents=True, exist_ok=True)
-    pids = [f"sub{s:06d}" for s in subjects]
+    pids = [f"{name}{s:06d}" for s in subjects]
     paths = [f"images/{p}_{s}_T1w.nii.gz" for p, s in zip(pids, sessions, strict=True)]
     for p in paths:
         (folder / p).touch()
     table = pd.DataFrame({
         "participant_id": pids, "session_id": sessions, "t1w": paths,
         "age": np.round(rng.uniform(45, 82, n_images), 1), "sex": rng.choice(["M", "F"], n_images),
-        "site": rng.choice(["s1", "s2", "s3", "s4"], n_images), "diagnosis": "unknown",
+        "site": rng.choice([f"{name}-s{i}" for i in range(1, 5)], n_images),
+        "diagnosis": rng.choice(["CN", "MCI", "AD"], n_images) if name == "adni" else "unknown",
+        "genotype_id": pids,
     })
-    path = folder / "participants.tsv"
+    path = folder / f"{name}.tsv"
     table.to_csv(path, sep="\t", index=False)
     return path
+
+
+def write_genotypes(table: Path, prefix: Path) -> None:
+    """A PLINK 1 fileset naming the cohort's people (the dry run reads no genotype)."""
+    people = pd.read_csv(table, sep="\t", dtype=str)["genotype_id"].drop_duplicates()
+    pd.DataFrame({"fid": people, "iid": people, "pat": 0, "mat": 0, "sex": 0, "pheno": -9}).to_csv(
+        f"{prefix}.fam", sep=" ", header=False, index=False)
+    Path(f"{prefix}.bim").write_text("1\trs1\t0\t1000\tA\tG\n")
+    Path(f"{prefix}.bed").write_bytes(bytes([0x6C, 0x1B, 0x01]) + bytes((len(people) + 3) // 4))
 
 
 def measure(cmd: list[str], cwd: Path) -> dict:
@@ -100,19 +114,34 @@ def main() -> None:
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    table = write_cohort(args.images, OUT)
-    print(f"wrote {args.images} images' table in {time.perf_counter() - t0:.1f} s: {table}")
-    config = {"results": "rnce_results", "cohorts": {"big": {"participants": str(table), "roles": ["pretrain"]}}}
+    n_adni = round(args.images * 2431 / 35761)
+    ukb = write_cohort(args.images - n_adni, OUT, "ukb", seed=0)
+    adni = write_cohort(n_adni, OUT, "adni", seed=1)
+    write_genotypes(ukb, OUT / "ukb_genotypes")
+    table = OUT / "participants.tsv"  # both cohorts' images, for the naive workflow
+    pd.concat([pd.read_csv(p, sep="\t", dtype=str) for p in (ukb, adni)]).to_csv(table, sep="\t", index=False)
+    beds = OUT / "cell_types"  # cell-type peaks for partitioned h2 (the dry run reads none)
+    beds.mkdir(exist_ok=True)
+    for cell_type in ("astrocyte", "oligodendrocyte", "microglia", "neuron"):
+        (beds / f"{cell_type}.bed").write_text("chr1\t900\t1100\n")
+    print(f"wrote {args.images} images' tables in {time.perf_counter() - t0:.1f} s")
+    config = {"results": "rnce_results", "cohorts": {
+        "ukb": {"participants": str(ukb), "roles": ["pretrain", "brain_age", "gwas"],
+                "genotypes": str(OUT / "ukb_genotypes")},
+        "adni": {"participants": str(adni), "roles": ["evaluate"]}},
+        "ldsc": {"cell_type_beds": str(beds)}}
     (OUT / "config.yaml").write_text(yaml.safe_dump(config))
     (OUT / "naive.smk").write_text(NAIVE_SNAKEFILE)
     snakemake = str(Path(sys.executable).with_name("snakemake"))
     for lock in (OUT / ".snakemake").glob("locks/*"):
         lock.unlink()
 
-    ours = measure([snakemake, "-n", "--quiet", "--snakefile", str(ROOT / "Snakefile"), "--configfile",
+    ours = measure([snakemake, "-n", "--quiet", "rules", "host", "reason", "--snakefile", str(ROOT / "Snakefile"), "--configfile",
                     str(OUT / "config.yaml"), "--directory", str(OUT), "all"], OUT)
-    naive = measure([snakemake, "-n", "--quiet", "--snakefile", str(OUT / "naive.smk"), "--config",
+    naive = measure([snakemake, "-n", "--quiet", "rules", "host", "reason", "--snakefile", str(OUT / "naive.smk"), "--config",
                      f"participants={table}", "--directory", str(OUT), "all"], OUT)
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", ours["tail"].split("Job stats")[-1], flags=re.M))
+    print("rnce plan: " + ", ".join(f"{rule} {n}" for rule, n in jobs.items()))
     ratio = ours["wall"] / naive["wall"]
     print(f"rnce  : {ours['wall']:7.1f} s  peak RSS {ours['rss_mb']:7.0f} MB")
     print(f"naive : {naive['wall']:7.1f} s  peak RSS {naive['rss_mb']:7.0f} MB  (3 steps x {args.images} jobs)")
