@@ -163,6 +163,7 @@ rule ssl_curves:
         f"{RESULTS}/logs/ssl/{{method}}/loss_curves.log",
     benchmark:
         f"{RESULTS}/benchmarks/ssl/{{method}}/loss_curves.tsv"
+    localrule: True
     resources:
         mem_mb=2000,
         runtime=10,
