@@ -207,6 +207,9 @@ def test_sigkill_mid_job_leaves_no_half_written_output_and_the_rerun_redoes_only
                            str(tiny_run), target)
     report = strict.stdout + strict.stderr
     assert strict.returncode != 0 and "Incomplete files:" in report and str(outputs[1].relative_to(tiny_run)) in report
+    # a SIGKILLed Snakemake cannot remove its lock: the user unlocks, then reruns the same command
+    unlock = run_snakemake("--unlock", "--configfile", str(TINY_CONFIG), "--directory", str(tiny_run))
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
     rerun = run_snakemake("--cores", "1", "--configfile", str(TINY_CONFIG), "--directory", str(tiny_run), target)
     log = rerun.stdout + rerun.stderr
     assert rerun.returncode == 0, log[-3000:]
