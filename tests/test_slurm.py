@@ -47,12 +47,14 @@ def slurm(tmp_path_factory):
     """Environment of a running private SLURM (SLURM_CONF set); its daemons are gone afterwards."""
     if os.geteuid() != 0:
         _unavailable("it needs root (slurmd starts jobs as their users)")
-    missing = [cmd for cmd in (*DAEMONS, "sbatch", "squeue", "scontrol") if shutil.which(cmd) is None]
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])  # the daemons live in sbin
+    missing = [cmd for cmd in (*DAEMONS, "sbatch", "squeue", "scontrol") if shutil.which(cmd, path=path) is None]
     if missing:
         _unavailable(f"{missing} not installed (make test installs munge, slurmctld, slurmd, slurm-client)")
     folder = tmp_path_factory.mktemp("slurm")
     # 4 CPUs and 4 GPUs advertised on 2 cores: the tiny jobs mostly wait on their own start-up
-    env = {**os.environ, "SLURM_CONF": str(folder / "slurm.conf"), "SLURM_TEST_CPUS": "4", "SLURM_TEST_GPUS": "4"}
+    env = {**os.environ, "PATH": path, "SLURM_CONF": str(folder / "slurm.conf"), "SLURM_TEST_CPUS": "4",
+           "SLURM_TEST_GPUS": "4"}
     start = subprocess.run(["bash", str(SCRIPT), "start", str(folder), str(_free_port()), str(_free_port())],
                            env=env, capture_output=True, text=True)
     try:
