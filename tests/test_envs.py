@@ -45,43 +45,31 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def third_party_imports(script: Path) -> set[str]:
-    """Top-level third-party modules a script needs, following imports into rnce."""
-    seen, todo, needed = set(), [script], set()
+def reached_files(script: Path) -> set[Path]:
+    """The script and every rnce module it imports, transitively."""
+    seen, todo = set(), [script]
     while todo:
         path = todo.pop()
         if path in seen:
             continue
         seen.add(path)
-        for name in _imports(path):
-            top = name.split(".")[0]
-            if top == "rnce":
-                parts = name.split(".")
-                for i in range(2, len(parts) + 1):
-                    found = _module_file(".".join(parts[:i]))
-                    if found:
-                        todo.append(found)
-            elif top not in sys.stdlib_module_names and top != "snakemake":
-                needed.add(top)
-    return needed
-
-
-def programs_called(script: Path) -> set[str]:
-    """Programs named in the rnce modules a script reaches (PLINK is run by rnce.genetics.plink.run)."""
-    seen, todo, found = set(), [script], set()
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and node.value in PROGRAMS:
-                found.add(node.value)
         for name in _imports(path):
             parts = name.split(".")
             if parts[0] == "rnce":
                 todo += [f for i in range(2, len(parts) + 1) if (f := _module_file(".".join(parts[:i])))]
-    return found
+    return seen
+
+
+def third_party_imports(script: Path) -> set[str]:
+    """Top-level third-party modules a script needs, following imports into rnce."""
+    tops = {name.split(".")[0] for path in reached_files(script) for name in _imports(path)}
+    return {top for top in tops if top not in sys.stdlib_module_names and top not in ("rnce", "snakemake")}
+
+
+def programs_called(script: Path) -> set[str]:
+    """Programs named in the rnce modules a script reaches (PLINK is run by rnce.genetics.plink.run)."""
+    return {node.value for path in reached_files(script) for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Constant) and node.value in PROGRAMS}
 
 
 def _lock(path: Path) -> dict[str, str]:

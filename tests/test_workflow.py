@@ -81,8 +81,7 @@ def planned(*args: str, folder: Path, config: Path = TINY_CONFIG) -> dict[str, i
 
 
 def test_tiny_world_runs_end_to_end(tiny_run):
-    tmp_path = tiny_run
-    out = tmp_path / "results_tiny"
+    out = tiny_run / "results_tiny"
     inventory = pd.read_csv(out / "inventory" / "evaluate.tsv", sep="\t")
     participants = pd.read_csv(out / "demo" / "participants" / "evaluate.tsv", sep="\t")
     assert len(inventory) == len(participants) and (inventory["status"] == "ok").all()
