@@ -25,10 +25,12 @@ RESOLUTION = 2.0
 
 def build(n: int):
     from rnce.imaging.patches import ShardWriter, box_slices, brain_box, normalise
+    from rnce.imaging.segment import template_labels
     from rnce.imaging.template import mni_template
     from rnce.regions import read_regions
 
     t1, mask = mni_template(RESOLUTION)
+    labels = template_labels(None, RESOLUTION)
     boxes = box_slices(read_regions(ROOT / "config" / "regions.tsv"), t1.affine, t1.shape)
     rng = np.random.default_rng(0)
     template, brain = t1.get_fdata(dtype=np.float32), mask.get_fdata() > 0.5
@@ -45,7 +47,7 @@ def build(n: int):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 nib.save(nib.Nifti1Image(volume, t1.affine), path)
             if writer is not None:
-                writer.add(f"p{i}", "1", f"{i:012x}", volume)
+                writer.add(f"p{i}", "1", f"{i:012x}", volume, labels)
             paths.append(path)
         if writer is not None:
             import pandas as pd

@@ -36,7 +36,7 @@ def build(n: int) -> None:
     from rnce.imaging.patches import ShardWriter, box_slices, brain_box, normalise
     from rnce.imaging.template import mni_template
     from rnce.regions import read_regions
-    from rnce.ssl.augment import write_tissue_labels
+    from rnce.imaging.segment import segment_tissue, template_priors
 
     shard = OUT / "store" / "bench" / f"shard-{n:04d}"
     if shard.exists():
@@ -49,9 +49,9 @@ def build(n: int) -> None:
     writer = ShardWriter(shard, boxes, brain_box(brain), 32)
     for i in range(n):
         field = ndimage.gaussian_filter(rng.normal(size=template.shape).astype(np.float32), 3)
-        writer.add(f"p{i}", "1", f"{i:012x}", normalise(template * (1 + field / field.std() * 0.3), brain))
+        image = normalise(template * (1 + field / field.std() * 0.3), brain)
+        writer.add(f"p{i}", "1", f"{i:012x}", image, segment_tissue(image, brain, template_priors(None, RESOLUTION)))
     writer.close(pd.DataFrame())
-    write_tissue_labels(regions, str(OUT / "tissue_labels.npz"), resolution=RESOLUTION)
 
 
 def step(model, optimizer, v1, v2):
@@ -92,9 +92,7 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     images = Images(OUT / "store", ["bench"])
-    with np.load(OUT / "tissue_labels.npz") as npz:
-        labels = npz[args.box]
-    dataset = PatchViews(images, args.box, labels, patch_transform(), None, seed=0)
+    dataset = PatchViews(images, args.box, patch_transform(), None, seed=0)
     n_steps = args.steps + 2
     if n_steps * args.batch > len(images):
         raise SystemExit(f"--images must be at least {n_steps * args.batch}")

@@ -122,6 +122,7 @@ def write_patch_store(root: Path, n: int = 48, resolution: float = 6.0, seed: in
     from scipy import ndimage
 
     from rnce.imaging.patches import ShardWriter, box_slices, brain_box, normalise
+    from rnce.imaging.segment import segment_tissue, template_priors
     from rnce.imaging.template import mni_template
     from rnce.io import write_tsv
     from rnce.regions import read_regions
@@ -132,15 +133,19 @@ def write_patch_store(root: Path, n: int = 48, resolution: float = 6.0, seed: in
     boxes = box_slices(regions, t1.affine, t1.shape)
     template, brain = t1.get_fdata(dtype=np.float32), mask.get_fdata() > 0.5
     signal = rng.normal(size=n)
+    priors = template_priors(None, resolution)
     rows = []
     for half in range(2):
         writer = ShardWriter(root / "pre" / f"shard-{half:04d}", boxes, brain_box(brain), 16)
         for i in range(half, n, 2):
             field = ndimage.gaussian_filter(rng.normal(size=template.shape), 1.5)
             field *= 0.4 / field.std()
-            image = template * (1 + 0.3 * signal[i] * (template < 0.6) + field) + rng.normal(0, 0.03, template.shape)
+            anatomy = template * (1 + 0.3 * signal[i] * (template < 0.6))
+            image = anatomy + template * field + rng.normal(0, 0.03, template.shape)
             pid, ses = f"s{i // 2:03d}", f"ses-{i % 2 + 1}"
-            writer.add(pid, ses, f"{i:012x}", normalise(image.astype(np.float32), brain))
+            # labels from the anatomy (the field's +-40% would blur the classes beyond a 3-class mixture)
+            labels = segment_tissue(normalise(anatomy.astype(np.float32), brain), brain, priors)
+            writer.add(pid, ses, f"{i:012x}", normalise(image.astype(np.float32), brain), labels)
             rows.append({"participant_id": pid, "session_id": ses, "cohort": "pre", "age": 50 + i % 2 + i / 10,
                          "signal": signal[i]})
         writer.close(pd.DataFrame({"passed": [True]}))
@@ -154,9 +159,6 @@ def write_patch_store(root: Path, n: int = 48, resolution: float = 6.0, seed: in
     write_tsv(table[["participant_id", "session_id", "cohort", *aux_columns]], root / "auxiliary.tsv")
     (root / "auxiliary_boxes.json").write_text(json.dumps({"boxes": columns, "columns": aux_columns}))
     write_tsv(table[["cohort", "participant_id", "session_id", "age", "signal"]], root / "visits.tsv")
-    from rnce.ssl.augment import write_tissue_labels
-
-    write_tissue_labels(str(ROOT / "config" / "regions.tsv"), str(root / "tissue_labels.npz"), resolution=resolution)
     return root
 
 
@@ -180,4 +182,4 @@ def ssl_job(root: Path, method: str, stage: str, out: Path, box: str | None = "l
                "checkpoints": str(out / "checkpoints" / name)}
     return make_job(method, stage, settings(ssl, method, stage), str(root), ["pre"], outputs, box=box,
                     auxiliary=str(root / "auxiliary.tsv"), auxiliary_boxes=str(root / "auxiliary_boxes.json"),
-                    visits=visits, labels=str(root / "tissue_labels.npz"), **extra)
+                    visits=visits, **extra)

@@ -61,6 +61,73 @@ def test_small_training_parts_and_more_features_than_subjects_still_match():
     np.testing.assert_allclose(ours, reference, atol=1e-6)
 
 
+def _sklearn_tuned(X, y, task, hold, folds, grid):
+    """RidgeCV / LogisticRegressionCV (neg. log loss) with our inner folds and grid, on the standardised training part."""
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+    from sklearn.metrics import r2_score, roc_auc_score
+    from sklearn.preprocessing import StandardScaler
+
+    scores, chosen = [], []
+    for b, h in enumerate(hold):
+        train = np.flatnonzero(folds[b] >= 0)
+        cv = [(np.flatnonzero(folds[b][train] != f), np.flatnonzero(folds[b][train] == f))
+              for f in range(folds.max() + 1)]
+        scaler = StandardScaler().fit(X[train])
+        Xt, Xh = scaler.transform(X[train]), scaler.transform(X[h])
+        if task == "regression":
+            model = RidgeCV(alphas=grid, cv=cv).fit(Xt, y[train])
+            chosen.append(model.alpha_)
+            scores.append(r2_score(y[h], model.predict(Xh)))
+        else:
+            model = LogisticRegressionCV(Cs=list(1 / np.asarray(grid)), cv=cv, scoring="neg_log_loss", tol=1e-10,
+                                         max_iter=10000, l1_ratios=(0.0,), use_legacy_attributes=False)
+            model.fit(Xt, y[train])
+            chosen.append(1 / model.C_)
+            scores.append(roc_auc_score(y[h], model.decision_function(Xh)))
+    return np.array(scores), np.array(chosen)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_tuned_probes_equal_scikit_learns_cross_validated_estimators(task):
+    from rnce.evaluate.probes import bootstrap_fit
+    from rnce.evaluate.tuning import inner_folds
+
+    X, y_class, y_reg = _data(n=120, p=30, seed=7)  # 2 informative of 30 features: the best penalty varies
+    y = y_class if task == "classification" else y_reg
+    grid = [0.01, 0.3, 3.0, 30.0, 300.0]
+    scores, chosen = bootstrap_fit(X, y, task, n_boot=10, n_holdout=30, seed=2, l2="auto", grid=grid, n_folds=4)
+    hold = holdout_indices(y, task, 10, 30, 2)
+    ref_scores, ref_chosen = _sklearn_tuned(X, y, task, hold, inner_folds(y, hold, task, 4, 2), grid)
+    np.testing.assert_array_equal(chosen, ref_chosen)
+    assert len(set(chosen)) > 1  # the test is not one fixed penalty in disguise
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+
+
+def test_inner_folds_are_stratified_and_never_use_the_holdout():
+    from rnce.evaluate.tuning import inner_folds
+
+    _, y, _ = _data(n=103)
+    hold = holdout_indices(y, "classification", 6, 20, 0)
+    folds = inner_folds(y, hold, "classification", 5, 0)
+    assert (folds[np.arange(6)[:, None], hold] == -1).all() and ((folds >= 0).sum(axis=1) == 83).all()
+    for f in range(5):
+        positives = ((folds == f) & (y == 1)).sum(axis=1)
+        assert positives.max() - positives.min() <= 1 and positives.min() >= 1
+    with pytest.raises(ProbeError, match="2 folds"):
+        inner_folds(np.r_[1.0, np.zeros(40)], np.array([[5, 6]]), "classification", 5, 0)
+
+
+def test_tuned_probe_scores_pure_noise_near_zero_where_a_weak_penalty_overfits():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(250, 60)), rng.normal(size=250)
+    tuned = bootstrap_scores(X, y, "regression", n_boot=40, n_holdout=50, l2="auto")
+    weak = bootstrap_scores(X, y, "regression", n_boot=40, n_holdout=50, l2=1e-4)
+    assert abs(tuned.mean()) < 0.05
+    assert weak.mean() < -0.15
+    with pytest.raises(ProbeError, match="positive number or 'auto'"):
+        bootstrap_scores(X, y, "regression", n_boot=4, n_holdout=50, l2="best")
+
+
 def test_holdouts_are_stratified_paired_and_seeded():
     _, y, _ = _data(n=200)
     hold = holdout_indices(y, "classification", 50, 40, seed=5)
@@ -227,3 +294,13 @@ def test_a_summary_where_every_task_was_skipped_still_lists_each_feature_set_wit
         pd.DataFrame(columns=["task", "feature_set", "bootstrap", "score"]).to_csv(path, sep="\t", index=False)
     scores, pvalues = evaluation.summarise(str(tmp_path / "tasks.tsv"), paths, ["a", "b"], 100, 0)
     assert len(scores) == 2 * len(tasks) and (scores["reason"] == "too few").all() and pvalues.empty
+
+
+def test_figure2_subtitle_says_how_long_each_stage_trained():
+    epochs = {"stage1": 2, "stage2": 30, "reconstruction": 2}
+    note = evaluation.training_note(["fs", "intensity", "rnce", "lssl"], epochs)
+    assert note == ("SSL training: stage 1 2 epochs, stage 2 30 epochs; reconstruction 2 epochs - too short to "
+                    "rank the methods")
+    long = evaluation.training_note(["fs", "simclr"], {"stage1": 100, "stage2": 100, "reconstruction": 2})
+    assert long == "SSL training: stage 1 100 epochs, stage 2 100 epochs"
+    assert evaluation.training_note(["fs", "intensity"], epochs) == ""

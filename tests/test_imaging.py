@@ -152,3 +152,23 @@ def test_a_configured_template_path_is_used(tiny_world, tmp_path):
                                   fast=True)
     assert result.template_correlation > 0.85
     assert np.allclose(result.image.affine[:3, :3], np.eye(3) * 4.0)
+
+
+def test_intensity_baseline_reads_each_images_own_tissue_means(tmp_path):
+    from conftest import write_patch_store
+
+    from rnce.imaging.intensity import class_means, intensity_features
+
+    root = write_patch_store(tmp_path / "store", n=24)
+    table = intensity_features(str(root), ["pre"], str(tmp_path / "intensity.tsv"))
+    features = [c for c in table.columns if c.endswith("_mean")]
+    assert len(features) == 54 and table[features].notna().all().all()
+    assert list(table.columns[:3]) == ["participant_id", "session_id", "cohort"]
+    # the store's images scale their cortex by 1 + 0.3 x signal: their GM means follow it
+    truth = pd.read_csv(root / "auxiliary.tsv", sep="\t").merge(table, on=["participant_id", "session_id"])
+    signal = pd.read_csv(root / "visits.tsv", sep="\t").merge(truth, on=["participant_id", "session_id"])["signal"]
+    gm = truth[[c for c in features if c.endswith("_gm_mean")]].mean(axis=1)
+    assert abs(np.corrcoef(gm, signal)[0, 1]) > 0.5  # (z-scored per image: GM brighter -> lower contrast)
+    # a class absent from a patch: NaN with a zero count (filled from the other boxes by intensity_features)
+    means, counts = class_means(np.ones((1, 2, 2, 2)), np.full((1, 2, 2, 2), 2, np.uint8))
+    assert counts.tolist() == [[0, 8, 0]] and means[0, 1] == 1.0 and np.isnan(means[0, 0])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnce.ssl.augment import augment, genesis_corrupt, patch_transform, tissue_labels
+from rnce.ssl.augment import augment, genesis_corrupt, patch_transform
 from rnce.ssl.models import Aggregator, LSSLAutoEncoder, PatchEncoder, UNet3D
 
 
@@ -57,28 +57,84 @@ def test_reconstruction_networks_shapes():
     assert z.shape == (2, 8) and restored.shape == x.shape
 
 
-def test_tissue_labels_and_augmented_views():
-    from conftest import ROOT
+def _two_subjects(resolution=4.0):
+    """Two registered images of one template grid with different anatomy: B's grey matter is
+    thinned (replaced by CSF) in one half of the brain, A's in the other."""
+    from nilearn import datasets, image
 
-    from rnce.imaging.patches import box_slices
+    from rnce.imaging.patches import normalise
+    from rnce.imaging.segment import template_priors
     from rnce.imaging.template import mni_template
-    from rnce.regions import read_regions
 
-    t1, _ = mni_template(4.0)
-    box = box_slices(read_regions(ROOT / "config" / "regions.tsv"), t1.affine, t1.shape)["lh_parietal"]
-    labels = tissue_labels(box, None, 4.0)
-    assert set(np.unique(labels)) == {0, 1, 2, 3}
-    patch = t1.get_fdata(dtype=np.float32)[box]
+    t1, mask = mni_template(resolution)
+    brain = mask.get_fdata() > 0.5
+    priors = template_priors(None, resolution)
+    csf, gm, wm = priors
+    half = np.zeros(brain.shape, bool)
+    half[: brain.shape[0] // 2] = True
+    rng = np.random.default_rng(0)
+    images = []
+    for thinned in (half, ~half):
+        g = np.where(thinned, 0.1 * gm, gm)
+        c = csf + gm - g
+        data = 0.15 * c + 0.55 * g + 0.85 * wm + rng.normal(0, 0.02, brain.shape)
+        images.append(normalise(data.astype(np.float32), brain))
+    return images, brain, priors, (csf, gm, wm), half
+
+
+def test_each_image_gets_its_own_tissue_labels():
+    from rnce.imaging.segment import SegmentationError, segment_tissue
+
+    (a, b), brain, priors, (_, gm, _), half = _two_subjects()
+    la, lb = segment_tissue(a, brain, priors), segment_tissue(b, brain, priors)
+    assert set(np.unique(la)) == {0, 1, 2, 3} and (la[~brain] == 0).all()
+    # each follows its own anatomy: less GM where its grey matter was thinned
+    template_gm = brain & (gm > 0.5)
+    assert (la[half & template_gm] == 2).mean() < (lb[half & template_gm] == 2).mean() - 0.2
+    assert (lb[~half & template_gm] == 2).mean() < (la[~half & template_gm] == 2).mean() - 0.2
+    flat = np.where(brain, 1.0, 0.0).astype(np.float32)
+    with pytest.raises(SegmentationError, match="constant"):
+        segment_tissue(flat, brain, priors)
+    two_classes = np.where(brain & (gm > 0.3), 1.0, 0.0) + np.random.default_rng(1).normal(0, 0.01, brain.shape)
+    with pytest.raises(SegmentationError):
+        segment_tissue(two_classes.astype(np.float32), brain, priors)
+
+
+def test_label_views_differ_between_subjects_and_follow_their_own_labels():
+    from rnce.imaging.segment import segment_tissue
+
+    (a, b), brain, priors, _, _ = _two_subjects()
+    la, lb = segment_tissue(a, brain, priors), segment_tissue(b, brain, priors)
+    box = (slice(2, 46), slice(10, 44), slice(8, 38))
+    synth = patch_transform({"probability": 0.0, "flip": 0.0, "spike": 0.0, "tissue_labels": 1.0})
+    views = []
+    for image, labels in ((a, la), (b, lb)):
+        torch.manual_seed(3)  # one random draw for both
+        views.append(augment(image[box], labels[box], synth)[0].numpy())
+    inside = brain[box]
+    assert np.abs(views[0] - views[1])[inside].max() > 0.5  # the template's labels would make them identical
+    # a view is its labels mapped to Gaussians: its own labels explain more of it than the other image's
+    def explained(view, labels):  # between-class share of the variance (eta squared)
+        v, lab = view[inside], labels[box][inside]
+        within = sum(((v[lab == c] - v[lab == c].mean()) ** 2).sum() for c in np.unique(lab))
+        return 1 - within / ((v - v.mean()) ** 2).sum()
+
+    own = [explained(v, lab) for v, lab in zip(views, (la, lb), strict=True)]
+    other = [explained(v, lab) for v, lab in zip(views, (lb, la), strict=True)]
+    assert all(o > x + 0.1 for o, x in zip(own, other, strict=True)), (own, other)
+
+
+def test_augmented_views():
+    (a, _), brain, priors, _, _ = _two_subjects()
+    from rnce.imaging.segment import segment_tissue
+
+    labels = segment_tissue(a, brain, priors)
+    patch = a[2:30, 10:40, 8:30]
     transform = patch_transform({"probability": 1.0, "tissue_labels": 0.0})
     torch.manual_seed(0)
-    a, b = augment(patch, labels, transform), augment(patch, labels, transform)
-    assert a.shape == (1, *patch.shape) and torch.isfinite(a).all()
-    assert not torch.allclose(a, b)
-    synth = augment(patch, labels, patch_transform({"probability": 0.0, "flip": 0.0, "spike": 0.0,
-                                                     "tissue_labels": 1.0}))
-    # labels mapped to Gaussians: within one class the synthetic intensities share a mean
-    means = [float(synth[0][torch.as_tensor(labels == c)].mean()) for c in (1, 2, 3)]
-    assert len({round(m, 3) for m in means}) == 3
+    x, y = augment(patch, labels[2:30, 10:40, 8:30], transform), augment(patch, labels[2:30, 10:40, 8:30], transform)
+    assert x.shape == (1, *patch.shape) and torch.isfinite(x).all()
+    assert not torch.allclose(x, y)
     with pytest.raises(ValueError, match="unknown augmentation"):
         patch_transform({"rotaton_deg": 5})
 

@@ -151,7 +151,7 @@ def test_combat_parameter_change_plans_harmonization_and_what_depends_on_it(tiny
     assert jobs.get("harmonize") == 1 and jobs.get("brain_age_model") and jobs.get("gwas_glm"), jobs
     # nothing upstream; of the SSL methods only R-NCE (its auxiliary matrix is the harmonized features)
     assert not {"simulate", "inventory_shard", "features_shard", "features_raw", "preprocess_shard",
-                "registration_qc", "ssl_tissue_labels", "ssl_reconstruction"} & set(jobs), jobs
+                "registration_qc", "ssl_reconstruction"} & set(jobs), jobs
     assert jobs["ssl_encoder"] == 18 and jobs["ssl_aggregator"] == 1 and jobs["embed"] == 1, jobs
 
 
@@ -177,7 +177,7 @@ def test_one_more_participant_plans_its_shard_and_the_aggregates(tiny_run):
     # one shard of each per-shard step; every other planned job is an aggregate over the cohorts
     assert jobs["inventory_shard"] == jobs["preprocess_shard"] == jobs["features_shard"] == 1, jobs
     assert "simulate" not in jobs and jobs["ssl_encoder"] == 18, jobs  # R-NCE only: ComBat is refitted
-    assert "ssl_reconstruction" not in jobs and "ssl_tissue_labels" not in jobs
+    assert "ssl_reconstruction" not in jobs
     assert planned(folder=tiny_run) == {}  # the table as it was: nothing again
 
 

@@ -91,10 +91,11 @@ def ssl_loss_curves(metrics_paths: list[str], names: list[str], path: str, title
     _save(plot, path, width=min(6, len(metrics)) * 2.2 + 1, height=rows * 1.8 + 1.2)
 
 
-def probe_figure(scores: pd.DataFrame, path: str) -> None:
+def probe_figure(scores: pd.DataFrame, path: str, subtitle: str = "") -> None:
     """Figure 2 of the paper: each feature set's mean probe score per task, error bars one bootstrap SD.
 
-    ``scores``: the evaluation's scores table; skipped tasks are listed in the caption."""
+    ``scores``: the evaluation's scores table; skipped tasks are listed in the caption; ``subtitle``
+    (e.g. how long the SSL stages trained) goes under the title."""
     from plotnine import (
         aes,
         annotate,
@@ -125,7 +126,7 @@ def probe_figure(scores: pd.DataFrame, path: str) -> None:
         + geom_errorbar(aes(ymin="mean - sd", ymax="mean + sd"), width=0.3, position=dodge)
         + facet_wrap("~panel", scales="free_y", ncol=4)
         + labs(x="", y="mean score over bootstrap samples (error bar: 1 SD)", fill="features",
-               title="Linear probes of frozen representations (evaluate cohorts)",
+               title="Linear probes of frozen representations (evaluate cohorts)", subtitle=subtitle,
                caption="skipped (too few subjects): " + ", ".join(skipped) if skipped else "")
         + theme(axis_text_x=element_text(rotation=45, ha="right"))
     )

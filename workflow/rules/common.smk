@@ -246,16 +246,17 @@ def brain_age_cohorts():
 
 
 def _feature_sets(key, cohorts):
-    """<key>.feature_sets, or fs and every SSL method (when a cohort pretrains and these cohorts have images)."""
+    """<key>.feature_sets, or fs, the intensity baseline (when these cohorts have images) and every SSL
+    method (when a cohort pretrains, too)."""
     chosen = config[key]["feature_sets"]
-    embedded = pretrain_cohorts() and all(c in IMAGED for c in cohorts)
-    available = ["fs"] + (SSL_METHODS if embedded else [])
+    imaged = all(c in IMAGED for c in cohorts)
+    available = ["fs"] + (["intensity"] if imaged else []) + (SSL_METHODS if imaged and pretrain_cohorts() else [])
     if chosen is None:
         return available
     unknown = [f for f in chosen if f not in available]
     if unknown:
-        raise ValueError(f"config {key}.feature_sets: {unknown} are neither 'fs' nor an ssl method embedded for "
-                         f"the {key} cohorts (available: {available})")
+        raise ValueError(f"config {key}.feature_sets: {unknown} are neither 'fs', 'intensity' nor an ssl method "
+                         f"embedded for the {key} cohorts (available: {available})")
     return list(chosen)
 
 
@@ -311,9 +312,12 @@ def brain_age_qc_tables(wildcards):
 
 
 def feature_set_table(wildcards):
-    """Input function: the table of one feature set (fs: the harmonized features; else an embedding)."""
+    """Input function: the table of one feature set (fs: the harmonized features; intensity: the intensity
+    baseline; else an embedding)."""
     if wildcards.feature_set == "fs":
         return f"{RESULTS}/features/harmonized.tsv"
+    if wildcards.feature_set == "intensity":
+        return f"{RESULTS}/features/intensity.tsv"
     return f"{RESULTS}/embeddings/{wildcards.feature_set}.tsv"
 
 

@@ -2,6 +2,13 @@
 # linear probes per feature set, pairwise permutation tests and the Figure 2 analogue.
 
 
+def ssl_epochs():
+    """Epochs of each SSL stage (Figure 2's subtitle says how long the compared methods trained)."""
+    ssl = config["ssl"]
+    return {"stage1": ssl["stage1"]["epochs"], "stage2": ssl["stage2"]["epochs"],
+            "reconstruction": ssl["reconstruction"]["epochs"]}
+
+
 rule evaluate_labels:
     input:
         unpack(evaluation_qc_tables),
@@ -41,6 +48,8 @@ rule evaluate_probe:
         n_holdout=config["evaluate"]["n_holdout"],
         seed=config["evaluate"]["seed"],
         l2=config["evaluate"]["l2"],
+        l2_grid=config["evaluate"]["l2_grid"],
+        inner_folds=config["evaluate"]["inner_folds"],
     log:
         f"{RESULTS}/logs/evaluation/bootstrap/{{feature_set}}.log",
     benchmark:
@@ -67,6 +76,7 @@ rule evaluate_summary:
         feature_sets=FEATURE_SETS,
         n_perm=config["evaluate"]["n_perm"],
         seed=config["evaluate"]["seed"],
+        epochs=ssl_epochs(),
     log:
         f"{RESULTS}/logs/evaluation/summary.log",
     benchmark:

@@ -51,3 +51,24 @@ rule registration_qc:
         "../../envs/imaging.yaml"
     script:
         "../scripts/registration_qc.py"
+
+
+rule intensity_features:
+    input:
+        imaged_patch_shards,
+    output:
+        f"{RESULTS}/features/intensity.tsv",
+    params:
+        patch_root=PATCHES,
+        cohorts=IMAGED,
+    log:
+        f"{RESULTS}/logs/features/intensity.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/features/intensity.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../scripts/intensity_features.py"

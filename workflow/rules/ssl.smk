@@ -4,32 +4,10 @@
 # checkpoints under {results}/ssl/checkpoints/ and resume from them when rerun.
 
 
-rule ssl_tissue_labels:
-    input:
-        REGIONS,
-    output:
-        f"{RESULTS}/ssl/tissue_labels.npz",
-    params:
-        template=config["register"]["template"],
-        resolution=config["register"]["resolution_mm"],
-    log:
-        f"{RESULTS}/logs/ssl/tissue_labels.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/ssl/tissue_labels.tsv"
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../../envs/ssl.yaml"
-    script:
-        "../scripts/ssl_tissue_labels.py"
-
-
 rule ssl_encoder:
     input:
         unpack(rnce_auxiliary),
         shards=pretrain_patch_shards,
-        labels=f"{RESULTS}/ssl/tissue_labels.npz",
     output:
         model=f"{RESULTS}/ssl/{{method}}/encoders/{{box}}.pt",
         metrics=f"{RESULTS}/ssl/{{method}}/metrics/encoder_{{box}}.tsv",

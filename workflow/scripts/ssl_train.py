@@ -8,6 +8,5 @@ job = make_job(snakemake.wildcards.method, p.stage, p.settings, p.patch_root, p.
                {"model": o.model, "metrics": o.metrics, "checkpoints": p.checkpoints},
                threads=snakemake.threads, processes=snakemake.resources.gpu, box=snakemake.wildcards.get("box"),
                auxiliary=i.get("auxiliary"), auxiliary_boxes=i.get("auxiliary_boxes"),
-               encoders=dict(zip(p.boxes, i.encoders, strict=True)) if p.boxes else None, visits=p.visits,
-               labels=i.get("labels"))
+               encoders=dict(zip(p.boxes, i.encoders, strict=True)) if p.boxes else None, visits=p.visits)
 launch(job, snakemake.resources.gpu)

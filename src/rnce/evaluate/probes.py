@@ -28,6 +28,7 @@ parallel processes instead.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 from scipy.stats import rankdata
 from threadpoolctl import threadpool_limits
 
@@ -110,17 +111,27 @@ def _ridge(D: np.ndarray, y: np.ndarray, hold: np.ndarray, penalty: np.ndarray) 
 
 
 def _logistic_full(D: np.ndarray, y: np.ndarray, l2: float, tol: float) -> np.ndarray:
-    """Newton's method on all subjects (penalty l2 on the standardised coefficients)."""
+    """Newton's method on all subjects (penalty l2 on the standardised coefficients), its steps halved
+    until the objective falls (a weak penalty on nearly separable classes makes plain Newton overshoot)."""
     q = D.shape[1]
     pen = np.r_[0.0, np.full(q - 1, l2)]
+    ones = np.ones((len(D), 1))
     v = np.zeros(q)
+    obj = _objective((D @ v)[:, None], y, ones, v[:, None], pen[None])[0]
     for _ in range(100):
-        p = 1 / (1 + np.exp(-(D @ v)))
+        p = expit(D @ v)
         grad = D.T @ (y - p) - pen * v
         if np.abs(grad).max() < tol:
             break
         H = D.T @ (D * (p * (1 - p))[:, None]) + np.diag(pen)
-        v = v + np.linalg.solve(H, grad)
+        step = np.linalg.lstsq(H, grad, rcond=None)[0]
+        for _ in range(30):
+            trial = v + step
+            obj_trial = _objective((D @ trial)[:, None], y, ones, trial[:, None], pen[None])[0]
+            if obj_trial <= obj + 1e-12 * abs(obj):
+                break
+            step = step / 2
+        v, obj = trial, obj_trial
     return v
 
 
@@ -129,31 +140,27 @@ def _objective(eta: np.ndarray, y: np.ndarray, mask: np.ndarray, V: np.ndarray, 
     return (loss * mask).sum(axis=0) + 0.5 * (penalty.T * V ** 2).sum(axis=0)
 
 
-def _logistic(D: np.ndarray, y: np.ndarray, hold: np.ndarray, penalty: np.ndarray, l2: float,
-              tol: float = 1e-8, max_iter: int = 200) -> np.ndarray:
-    """(q, n_boot) penalised logistic coefficients of each training part."""
-    n_boot = len(hold)
-    mask = np.ones((len(D), n_boot))
-    mask[hold, np.arange(n_boot)[:, None]] = 0.0
-    v0 = _logistic_full(D, y, l2, tol)
-    p0 = 1 / (1 + np.exp(-(D @ v0)))
-    H = _downdated(D, p0 * (1 - p0), hold)
-    H[:, np.arange(D.shape[1]), np.arange(D.shape[1])] += penalty
-    Hinv = np.linalg.inv(H)
-    V = np.repeat(v0[:, None], n_boot, axis=1)
+def _newton(D: np.ndarray, y: np.ndarray, mask: np.ndarray, V: np.ndarray, penalty: np.ndarray,
+            Hinv: np.ndarray, tol: float, max_iter: int, strict: bool = True, slow: float = 0.5) -> np.ndarray:
+    """Penalised logistic fits (columns of ``V``, updated in place) on the rows ``mask`` (n x fits) selects.
+
+    Steps are ``Hinv @ gradient`` (an approximate inverse Hessian per fit), halved until the
+    objective falls; a fit whose gradient does not halve gets its exact Hessian at the current
+    point (``slow``: the ratio of successive gradient sizes above which it does). ``strict``: a fit still moving after ``max_iter`` steps is an error (else it is kept).
+    """
+    n_fit = V.shape[1]
     eta = D @ V
     obj = _objective(eta, y, mask, V, penalty)
-    previous = np.full(n_boot, np.inf)
+    previous = np.full(n_fit, np.inf)
     scale = tol * max(1.0, float(len(D)))
     for _ in range(max_iter):
-        G = D.T @ (mask * (y[:, None] - 1 / (1 + np.exp(-eta)))) - penalty.T * V
+        G = D.T @ (mask * (y[:, None] - expit(eta))) - penalty.T * V
         size = np.abs(G).max(axis=0)
         active = np.flatnonzero(size > scale)
         if not len(active):
             return V
-        slow = active[size[active] > 0.5 * previous[active]]
-        for b in slow:  # the chord Hessian is not good enough here: the exact one at the current point
-            w = mask[:, b] / (1 + np.exp(-eta[:, b])) / (1 + np.exp(eta[:, b]))
+        for b in active[size[active] > slow * previous[active]]:  # the approximate Hessian is not good enough here: the exact one at the current point
+            w = mask[:, b] * expit(eta[:, b]) * expit(-eta[:, b])
             Hb = D.T @ (D * w[:, None])
             Hb[np.diag_indices_from(Hb)] += penalty[b]
             Hinv[b] = np.linalg.inv(Hb)
@@ -169,7 +176,23 @@ def _logistic(D: np.ndarray, y: np.ndarray, hold: np.ndarray, penalty: np.ndarra
                 break
             t[worse] *= 0.5
         V[:, active], eta[:, active], obj[active] = trial, eta_trial, obj_trial
-    raise ProbeError(f"logistic fits did not converge in {max_iter} iterations ({len(active)} of {n_boot})")
+    if strict:
+        raise ProbeError(f"logistic fits did not converge in {max_iter} iterations ({len(active)} of {n_fit})")
+    return V
+
+
+def _logistic(D: np.ndarray, y: np.ndarray, hold: np.ndarray, penalty: np.ndarray, l2: float,
+              tol: float = 1e-8, max_iter: int = 200) -> np.ndarray:
+    """(q, n_boot) penalised logistic coefficients of each training part (``penalty``: l2 x weights)."""
+    n_boot = len(hold)
+    mask = np.ones((len(D), n_boot))
+    mask[hold, np.arange(n_boot)[:, None]] = 0.0
+    v0 = _logistic_full(D, y, l2, tol)
+    p0 = expit(D @ v0)
+    H = _downdated(D, p0 * (1 - p0), hold)
+    H[:, np.arange(D.shape[1]), np.arange(D.shape[1])] += penalty
+    V = np.repeat(v0[:, None], n_boot, axis=1)
+    return _newton(D, y, mask, V, penalty, np.linalg.inv(H), tol, max_iter)
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -187,25 +210,47 @@ def r_squared(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return 1 - residual / total
 
 
-def bootstrap_scores(X, y, task: str, n_boot: int = 1000, n_holdout: int = 100, seed: int = 0,
-                     l2: float = 1.0) -> np.ndarray:
-    """Scores of ``n_boot`` probes, each fitted on all but ``n_holdout`` subjects and scored on those left out.
+def bootstrap_fit(X, y, task: str, n_boot: int = 1000, n_holdout: int = 100, seed: int = 0,
+                  l2: float | str = "auto", grid=None, n_folds: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of ``n_boot`` probes, each fitted on all but ``n_holdout`` subjects and scored on those left out,
+    and the L2 penalty of each.
 
-    X: (subjects, features); y: (subjects,), 0/1 for classification. Returns
-    (n_boot,) AUROC (classification) or R^2 (regression). The holdouts depend
-    only on ``y``, ``task``, ``n_boot``, ``n_holdout`` and ``seed``, so two
-    feature sets of the same subjects in the same order get paired scores.
+    X: (subjects, features); y: (subjects,), 0/1 for classification. ``l2``: a number, or ``"auto"``: chosen
+    inside every bootstrap sample by an inner ``n_folds``-fold cross-validation over ``grid`` (default
+    1e-4 ... 1e4, see :mod:`rnce.evaluate.tuning`). Returns (n_boot,) AUROC (classification) or R^2
+    (regression), and (n_boot,) penalties. The holdouts depend only on ``y``, ``task``, ``n_boot``,
+    ``n_holdout`` and ``seed``, so two feature sets of the same subjects in the same order get paired scores.
     """
+    from rnce.evaluate.tuning import DEFAULT_GRID, select_l2
+
     X, y = _check(X, y, task, n_holdout)
     hold = holdout_indices(y, task, n_boot, n_holdout, seed)
     D = _design(X)
-    penalty = _penalty_weights(D, hold, l2)
+    weights = _penalty_weights(D, hold, 1.0)
     with threadpool_limits(limits=1, user_api="blas"):  # many small solves: threads only cost (see module doc)
-        V = _ridge(D, y, hold, penalty) if task == "regression" else _logistic(D, y, hold, penalty, l2)
+        if l2 == "auto":
+            chosen = select_l2(D, y, hold, weights, task, DEFAULT_GRID if grid is None else grid, n_folds, seed)
+        elif isinstance(l2, int | float) and not isinstance(l2, bool) and l2 > 0:
+            chosen = np.full(n_boot, float(l2))
+        else:
+            raise ProbeError(f"l2 must be a positive number or 'auto', not {l2!r}")
+        penalty = weights * chosen[:, None]
+        if task == "regression":
+            V = _ridge(D, y, hold, penalty)
+        else:
+            V = np.empty((D.shape[1], n_boot))
+            for value in np.unique(chosen):  # the refits start from the full-data fit at their own penalty
+                group = np.flatnonzero(chosen == value)
+                V[:, group] = _logistic(D, y, hold[group], penalty[group], float(value))
     predicted = np.einsum("bkq,qb->bk", D[hold], V)
-    if task == "regression":
-        return r_squared(predicted, y[hold])
-    return auroc(predicted, y[hold])
+    scores = r_squared(predicted, y[hold]) if task == "regression" else auroc(predicted, y[hold])
+    return scores, chosen
+
+
+def bootstrap_scores(X, y, task: str, n_boot: int = 1000, n_holdout: int = 100, seed: int = 0,
+                     l2: float | str = "auto", grid=None, n_folds: int = 5) -> np.ndarray:
+    """The scores of :func:`bootstrap_fit` alone."""
+    return bootstrap_fit(X, y, task, n_boot, n_holdout, seed, l2, grid, n_folds)[0]
 
 
 def permutation_pvalue(scores_a, scores_b, n_perm: int = 10000, seed: int = 0) -> float:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from rnce.cohort import cohort_records
 from rnce.evaluate import tasks as task_lib
-from rnce.evaluate.probes import ProbeError, bootstrap_scores, permutation_pvalue
+from rnce.evaluate.probes import ProbeError, bootstrap_fit, permutation_pvalue
 from rnce.features import KEYS
 from rnce.io import write_tsv
 from rnce.qc_tables import failed_images
@@ -96,8 +96,10 @@ def feature_matrix(table: pd.DataFrame, path: str, feature_set: str, images: pd.
 
 
 def probe_feature_set(labels_path: str, tasks_path: str, features_path: str, feature_set: str, n_boot: int,
-                      n_holdout: int, seed: int, l2: float, out: str) -> pd.DataFrame:
-    """Bootstrap scores of one feature set on every task that runs: (task, feature_set, bootstrap, score)."""
+                      n_holdout: int, seed: int, l2: float | str, out: str, l2_grid=None,
+                      inner_folds: int = 5) -> pd.DataFrame:
+    """Bootstrap scores of one feature set on every task that runs: (task, feature_set, bootstrap, score,
+    l2: the penalty of that bootstrap sample's probe)."""
     labels = pd.read_csv(labels_path, sep="\t", dtype=ID)
     summary = pd.read_csv(tasks_path, sep="\t", keep_default_na=False)
     table = read_features(features_path, feature_set)
@@ -105,12 +107,13 @@ def probe_feature_set(labels_path: str, tasks_path: str, features_path: str, fea
     for row in summary[summary["status"] == "run"].itertuples():
         rows = labels[labels["task"] == row.task].reset_index(drop=True)
         X = feature_matrix(table, features_path, feature_set, rows[task_lib.IMAGE])
-        scores = bootstrap_scores(X, rows["label"].to_numpy(), row.kind, n_boot, n_holdout, seed, l2)
-        log.info("%s on %s: %s %.3f (SD %.3f, %d subjects, %d features)", feature_set, row.task, row.metric,
-                 scores.mean(), scores.std(ddof=1), len(rows), X.shape[1])
+        scores, penalties = bootstrap_fit(X, rows["label"].to_numpy(), row.kind, n_boot, n_holdout, seed, l2,
+                                          l2_grid, inner_folds)
+        log.info("%s on %s: %s %.3f (SD %.3f, %d subjects, %d features; median L2 %.3g)", feature_set, row.task,
+                 row.metric, scores.mean(), scores.std(ddof=1), len(rows), X.shape[1], np.median(penalties))
         parts.append(pd.DataFrame({"task": row.task, "feature_set": feature_set, "bootstrap": np.arange(n_boot),
-                                   "score": scores}))
-    columns = ["task", "feature_set", "bootstrap", "score"]
+                                   "score": scores, "l2": penalties}))
+    columns = ["task", "feature_set", "bootstrap", "score", "l2"]
     result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     write_tsv(result, out)
     return result
@@ -142,12 +145,32 @@ def summarise(tasks_path: str, bootstrap_paths: list[str], feature_sets: list[st
     return pd.DataFrame(scores, columns=SCORE_COLUMNS), pd.DataFrame(pvalues, columns=PVALUE_COLUMNS)
 
 
+SHORT_TRAINING_EPOCHS = 20  # below this, a stage-1 run is a smoke test: Figure 2 says so
+
+
+def training_note(feature_sets: list[str], epochs: dict[str, int]) -> str:
+    """Figure 2's subtitle: how many epochs each SSL stage of the compared sets trained (``epochs``:
+    stage1, stage2, reconstruction), and a warning when that is too short to rank anything."""
+    contrastive = [f for f in feature_sets if f in ("rnce", "simclr", "barlow_twins")]
+    reconstruction = [f for f in feature_sets if f in ("models_genesis", "lssl")]
+    parts = []
+    if contrastive:
+        parts.append(f"stage 1 {epochs['stage1']} epochs, stage 2 {epochs['stage2']} epochs")
+    if reconstruction:
+        parts.append(f"reconstruction {epochs['reconstruction']} epochs")
+    if not parts:
+        return ""
+    short = min([epochs["stage1"]] * bool(contrastive) + [epochs["reconstruction"]] * bool(reconstruction))
+    warning = " - too short to rank the methods" if short < SHORT_TRAINING_EPOCHS else ""
+    return "SSL training: " + "; ".join(parts) + warning
+
+
 def write_summary(tasks_path: str, bootstrap_paths: list[str], feature_sets: list[str], n_perm: int, seed: int,
-                  out_scores: str, out_pvalues: str, out_figure: str) -> None:
+                  out_scores: str, out_pvalues: str, out_figure: str, epochs: dict[str, int] | None = None) -> None:
     from rnce.plots import probe_figure
 
     scores, pvalues = summarise(tasks_path, bootstrap_paths, feature_sets, n_perm, seed)
     write_tsv(scores, out_scores)
     write_tsv(pvalues, out_pvalues)
-    probe_figure(scores, out_figure)
+    probe_figure(scores, out_figure, training_note(feature_sets, epochs) if epochs else "")
     log.info("%d task x feature set scores, %d pairwise tests", len(scores), len(pvalues))

@@ -5,6 +5,9 @@ into place when complete, so a killed job leaves nothing half-written)::
 
     {root}/{cohort}/shard-{shard}/index.tsv      participant_id, session_id, image_key, position
     {root}/{cohort}/shard-{shard}/{box}.npy      float16, images x X x Y x Z (np.load(mmap_mode="r"))
+    {root}/{cohort}/shard-{shard}/labels/{box}.npy  uint8, images x X x Y x Z: each image's own tissue
+                                                 classes (0 outside the brain, 1 CSF, 2 GM, 3 WM;
+                                                 :mod:`rnce.imaging.segment`)
     {root}/{cohort}/shard-{shard}/whole_image.npy  float16, images x S x S x S: the brain's bounding
                                                  box resampled to S^3 (the reconstruction baselines' input)
     {root}/{cohort}/shard-{shard}/qc.tsv         registration QC of every image of the shard
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 
 INDEX_COLUMNS = ["participant_id", "session_id", "image_key", "position"]
 WHOLE_IMAGE = "whole_image"
+LABELS = "labels"
 
 
 def box_slices(regions: pd.DataFrame, affine: np.ndarray, shape: tuple[int, ...]) -> dict[str, tuple[slice, ...]]:
@@ -82,6 +86,14 @@ def mid_slices(data: np.ndarray) -> dict[str, np.ndarray]:
     return {"axial": data[:, :, z], "coronal": data[:, y, :], "sagittal": data[x, :, :]}
 
 
+def _write_stack(path: Path, items: list[np.ndarray], shape: tuple[int, ...], dtype) -> None:
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    for i, item in enumerate(items):
+        array[i] = item
+    array.flush()
+    del array
+
+
 class ShardWriter:
     """Collects one shard's patches, then writes them all under a temporary folder renamed at the end."""
 
@@ -92,15 +104,20 @@ class ShardWriter:
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         (self.tmp / "transforms").mkdir(parents=True)
+        (self.tmp / LABELS).mkdir()
         self.boxes = boxes
         self.brain, self.whole_size = brain, whole_size
         self.patches: dict[str, list[np.ndarray]] = {b: [] for b in [*boxes, WHOLE_IMAGE]}
+        self.labels: dict[str, list[np.ndarray]] = {b: [] for b in boxes}
         self.index: list[dict] = []
         self.slices: dict[str, np.ndarray] = {}
 
-    def add(self, participant_id: str, session_id: str, image_key: str, normalised: np.ndarray) -> None:
+    def add(self, participant_id: str, session_id: str, image_key: str, normalised: np.ndarray,
+            labels: np.ndarray) -> None:
+        """One image: its normalised intensities and tissue labels on the template grid."""
         for box, sl in self.boxes.items():
             self.patches[box].append(normalised[sl].astype(np.float16))
+            self.labels[box].append(labels[sl].astype(np.uint8))
         self.patches[WHOLE_IMAGE].append(whole_image(normalised, self.brain, self.whole_size).astype(np.float16))
         self.index.append({"participant_id": participant_id, "session_id": session_id, "image_key": image_key,
                            "position": len(self.index)})
@@ -117,12 +134,10 @@ class ShardWriter:
         shapes = {box: tuple(s.stop - s.start for s in sl) for box, sl in self.boxes.items()}
         shapes[WHOLE_IMAGE] = (self.whole_size,) * 3
         for box, box_shape in shapes.items():
-            shape = (len(self.index), *box_shape)
-            array = np.lib.format.open_memmap(self.tmp / f"{box}.npy", mode="w+", dtype=np.float16, shape=shape)
-            for i, patch in enumerate(self.patches[box]):
-                array[i] = patch
-            array.flush()
-            del array
+            _write_stack(self.tmp / f"{box}.npy", self.patches[box], (len(self.index), *box_shape), np.float16)
+            if box in self.labels:
+                _write_stack(self.tmp / LABELS / f"{box}.npy", self.labels[box], (len(self.index), *box_shape),
+                             np.uint8)
         write_tsv(pd.DataFrame(self.index, columns=INDEX_COLUMNS), self.tmp / "index.tsv")
         write_tsv(qc, self.tmp / "qc.tsv")
         np.savez(self.tmp / "qc_slices.npz", **self.slices)
@@ -170,6 +185,17 @@ class PatchStore:
         key = (shard, box)
         if key not in self._arrays:
             self._arrays[key] = np.load(self.folder / shard / f"{box}.npy", mmap_mode="r")
+        return self._arrays[key]
+
+    def label_array(self, shard: str, box: str) -> np.ndarray:
+        """The memory-mapped tissue labels of one shard and box (images x X x Y x Z, uint8)."""
+        key = (shard, f"{LABELS}/{box}")
+        if key not in self._arrays:
+            path = self.folder / shard / LABELS / f"{box}.npy"
+            if not path.exists():
+                raise FileNotFoundError(f"{path} is missing: the patch store {self.folder} was made without tissue "
+                                        "labels (before they were stored); rerun its preprocess_shard jobs")
+            self._arrays[key] = np.load(path, mmap_mode="r")
         return self._arrays[key]
 
     def row(self, participant_id: str, session_id: str) -> int:

@@ -1,9 +1,11 @@
 """One shard of images: load -> register -> QC -> 18 patches -> write; and the cohort's registration QC.
 
-An image that cannot be read, registered, or that fails QC
-(``template_correlation`` below the threshold) is listed in the QC table with
-``passed`` false and its reason, and left out of the patch store (so out of
-training); the rest of its shard is written.
+Each image's own tissue classes (:mod:`rnce.imaging.segment`) are stored
+beside its patches. An image that cannot be read, registered, or that fails
+QC (``template_correlation`` below the threshold, or a segmentation that finds
+fewer than three tissue classes) is listed in the QC table with ``passed``
+false and its reason, and left out of the patch store (so out of training);
+the rest of its shard is written.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pandas as pd
 from rnce.imaging.io import ImageError
 from rnce.imaging.patches import ShardWriter, box_slices, brain_box, normalise, save_registered
 from rnce.imaging.register import register_to_template
+from rnce.imaging.segment import SegmentationError, segment_tissue, template_priors
 from rnce.imaging.template import load_template
 from rnce.io import write_tsv
 from rnce.regions import read_regions
@@ -33,6 +36,7 @@ def preprocess_shard(rows: list[dict], out_dir: str, regions: str, transform: st
     and write the shard folder ``out_dir`` (see :mod:`rnce.imaging.patches`). Returns the QC table."""
     t1, mask = load_template(template, resolution)
     mask_np = mask.get_fdata() > 0.5
+    priors = template_priors(template, resolution)
     writer = ShardWriter(out_dir, box_slices(read_regions(regions), t1.affine, t1.shape), brain_box(mask_np),
                          whole_size)
     qc = []
@@ -48,9 +52,15 @@ def preprocess_shard(rows: list[dict], out_dir: str, regions: str, transform: st
                 continue
             passed = result.template_correlation >= threshold
             reason = "" if passed else f"template_correlation {result.template_correlation:.3f} < {threshold}"
+            normalised = normalise(result.image.get_fdata(dtype=np.float32), mask_np)
+            labels = None
+            if passed:
+                try:
+                    labels = segment_tissue(normalised, mask_np, priors)
+                except SegmentationError as err:
+                    passed, reason = False, f"tissue segmentation: {err}"
             qc.append({**record, "template_correlation": round(result.template_correlation, 4), "passed": passed,
                        "reason": reason})
-            normalised = normalise(result.image.get_fdata(dtype=np.float32), mask_np)
             writer.add_slices(row["image_key"], normalised)
             if registered_dir:
                 save_registered(result.image, Path(registered_dir) / f"{row['image_key']}.nii.gz")
@@ -60,7 +70,7 @@ def preprocess_shard(rows: list[dict], out_dir: str, regions: str, transform: st
             import ants
 
             ants.write_transform(result.transform, str(writer.transform_path(row["image_key"])))
-            writer.add(row["participant_id"], row["session_id"], row["image_key"], normalised)
+            writer.add(row["participant_id"], row["session_id"], row["image_key"], normalised, labels)
         table = pd.DataFrame(qc, columns=QC_COLUMNS)
         writer.close(table)
     except BaseException:

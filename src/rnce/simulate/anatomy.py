@@ -4,7 +4,16 @@ Each image has a brain age ``b = age + acceleration`` and a disease severity
 ``d`` in [0, 1] (CN ~0, MCI 0.2-0.6, AD >= 0.6). Every structure of
 ``data/simulated_anatomy.tsv`` changes relative to its base value by
 ``age_per_decade * (b - 45) / 10 + ad_effect * d``, times an idiosyncratic
-per-subject factor; volumes also scale with head size. The FreeSurfer-format
+per-subject factor; volumes also scale with head size. The idiosyncratic
+factor has a part shared by all of a person's cortex (thickness) or all of
+their volumes (``shared_sd``: people differ as a whole, so averaging many
+regions does not cancel it) and a regional part (``idiosyncrasy_sd``,
+correlated between neighbouring structures, :func:`regional_factor`; four
+times larger for the ventricles, CSF and white-matter hypointensities, whose
+sizes vary most between people). The atrophy a given severity brings varies
+between people too (``atrophy_factor``, log-normal with ``atrophy_sd`` and
+mean 1: brain and cognitive reserve), so the diagnosis, set by the severity,
+is not a function of the anatomy. The FreeSurfer-format
 stats report these values with measurement noise and site offsets; the images
 are rendered from the same values (see :mod:`rnce.simulate.images`).
 """
@@ -12,6 +21,7 @@ are rendered from the same values (see :mod:`rnce.simulate.images`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 
 import numpy as np
@@ -57,6 +67,8 @@ class Person:
     idiosyncrasy: np.ndarray  # relative per-structure offsets
     etiv: float
     amyloid_load: float  # latent, standard normal scale
+    focal_noise: float = 0.0  # how much more (or less) focal thinning than the amyloid load gives
+    atrophy_factor: float = 1.0  # how much atrophy the person's disease severity brings (reserve)
 
 
 def relative_change(anat: pd.DataFrame, brain_age: np.ndarray, severity: np.ndarray) -> np.ndarray:
@@ -78,7 +90,7 @@ def true_values(
     change = relative_change(anat, brain_age, severity)
     # thinning cannot pass -60%; ventricles can grow a lot
     change = np.maximum(change, -0.6)
-    values = anat["base"].to_numpy()[None, :] * (1.0 + change) * (1.0 + idiosyncrasy)
+    values = anat["base"].to_numpy()[None, :] * (1.0 + change) * np.maximum(1.0 + idiosyncrasy, 0.2)
     is_volume = (anat["kind"] == "volume").to_numpy()
     values[:, is_volume] *= (np.asarray(etiv)[:, None] / REFERENCE_ETIV)
     return values
@@ -93,25 +105,69 @@ def diagnosis_of(severity: float) -> str:
     return "CN"
 
 
+VARIABLE_STRUCTURES = ("Ventricle", "Vent", "CSF", "hypointensities")
+
+
+REGIONAL_CORRELATION = 0.3  # share of the regional variance that neighbours share
+REGIONAL_LENGTH_MM = 40.0  # distance over which that shared part decays (Gaussian)
+
+
+def individual_sd(anat: pd.DataFrame, idiosyncrasy_sd: float) -> np.ndarray:
+    """Regional SD of each structure's idiosyncratic factor."""
+    variable = anat["name"].str.contains("|".join(VARIABLE_STRUCTURES)).to_numpy()
+    return np.where(variable, 4.0, 1.0) * idiosyncrasy_sd
+
+
+@cache
+def regional_factor() -> np.ndarray:
+    """A matrix L (structures x structures) such that L @ z (z standard normal) has unit variance and
+    correlation ``REGIONAL_CORRELATION x exp(-d^2 / 2 l^2)`` between structures d mm apart: real regional
+    variation is shared by neighbouring regions (so averaging them does not cancel it). Rows and
+    columns follow :func:`anatomy_table`."""
+    anat = anatomy_table()
+    xyz = anat[["x", "y", "z"]].to_numpy(float)
+    d2 = ((xyz[:, None, :] - xyz[None, :, :]) ** 2).sum(-1)
+    near = np.exp(-d2 / (2 * REGIONAL_LENGTH_MM**2))
+    cov = (1 - REGIONAL_CORRELATION) * np.eye(len(anat)) + REGIONAL_CORRELATION * near
+    return np.linalg.cholesky(cov + 1e-9 * np.eye(len(anat)))
+
+
 def draw_person(
     rng: np.random.Generator,
     participant_id: str,
     site: str,
-    n_structures: int,
+    anat: pd.DataFrame,
     acceleration: float,
     idiosyncrasy_sd: float,
+    shared_sd: float = 0.0,
+    focal_noise_sd: float = 0.0,
+    atrophy_sd: float = 0.0,
 ) -> Person:
     sex = "M" if rng.random() < 0.5 else "F"
     etiv = rng.normal(1.60e6 if sex == "M" else 1.42e6, 0.10e6)
+    is_thickness = (anat["kind"] == "thickness").to_numpy()
+    shared = np.where(is_thickness, rng.normal(0.0, shared_sd), rng.normal(0.0, shared_sd))
     return Person(
         participant_id=participant_id,
         sex=sex,
         site=site,
         acceleration=acceleration,
-        idiosyncrasy=rng.normal(0.0, idiosyncrasy_sd, n_structures),
+        idiosyncrasy=shared + (regional_factor() @ rng.normal(0.0, 1.0, len(anat)))
+        * individual_sd(anat, idiosyncrasy_sd),
         etiv=float(np.clip(etiv, 1.0e6, 2.1e6)),
         amyloid_load=float(rng.normal()),
+        focal_noise=float(rng.normal(0.0, focal_noise_sd)),
+        atrophy_factor=float(np.exp(rng.normal(0.0, atrophy_sd) - atrophy_sd**2 / 2)),
     )
+
+
+FOCAL_LOAD_SCALE = 2.5  # latent amyloid load (+ focal noise) at which the focal thinning reaches its depth
+
+
+def focal_thinning(person: Person, depth: float) -> float:
+    """Fraction of grey matter lost in the focal precuneus region: ``depth`` x (load + noise) / 2.5,
+    clipped to [0, depth]: none below zero load."""
+    return float(depth * np.clip((person.amyloid_load + person.focal_noise) / FOCAL_LOAD_SCALE, 0.0, 1.0))
 
 
 def visit_times(rng: np.random.Generator, max_visits: int) -> np.ndarray:
@@ -125,16 +181,20 @@ def evaluate_trajectory(rng: np.random.Generator, baseline_dx: str, amyloid_load
     """Baseline severity and yearly progression for an evaluate-cohort subject.
 
     Amyloid-positive (high latent load) subjects progress faster: amyloid is
-    both a task label and a driver of conversion, as in ADNI.
+    both a task label and a driver of conversion, as in ADNI; so do MCI subjects
+    further along at baseline.
     """
     fast = amyloid_load > 0.3
     if baseline_dx == "CN":
-        d0 = rng.uniform(0.0, 0.12)
+        d0 = rng.uniform(0.0, 0.19)
         rate = rng.uniform(0.0, 0.06 if fast else 0.02)
     elif baseline_dx == "MCI":
-        d0 = rng.uniform(MCI_THRESHOLD, 0.55)
-        rate = rng.uniform(0.05, 0.18) if fast else rng.uniform(0.0, 0.05)
+        # amyloid-positive MCI are further along (ADNI: more hippocampal atrophy), and later-stage
+        # MCI progress faster (ADNI: conversion rises with baseline atrophy and amyloid)
+        d0 = rng.uniform(0.3, 0.55) if fast else rng.uniform(MCI_THRESHOLD, 0.4)
+        stage = d0 - MCI_THRESHOLD
+        rate = rng.uniform(0.02, 0.10) + 0.5 * stage if fast else rng.uniform(0.0, 0.03) + 0.2 * stage
     else:
-        d0 = rng.uniform(AD_THRESHOLD, 0.95)
+        d0 = rng.uniform(AD_THRESHOLD, 0.85)  # ADNI enrols mild AD
         rate = rng.uniform(0.02, 0.08)
     return d0, rate

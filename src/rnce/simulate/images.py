@@ -7,10 +7,13 @@ layout. For each image:
    from each structure's relative loss (Gaussian kernels at the structures'
    MNI centroids; lost GM becomes CSF), and the lateral ventricles grow by
    scaling about their centre;
-2. the planted disease signal that FreeSurfer's thickness and volumes do not
-   measure: grey-matter intensity rises with the latent amyloid load in a
-   posterior cingulate / precuneus region (lower GM/WM contrast, no change of
-   shape);
+2. the planted disease signals that FreeSurfer's thickness and volumes do not
+   measure, driven by the latent amyloid load: focal thinning, grey matter
+   lost to CSF in a small sphere of the medial precuneus (too small a part of
+   the region to move its mean thickness beyond FreeSurfer's noise; see
+   :func:`focal_share`), and, as a second channel, a grey-matter intensity
+   rise in a posterior cingulate / precuneus region (lower GM/WM contrast, no
+   change of shape);
 3. a head around the brain (CSF rim, dark skull, bright scalp);
 4. a random pose (rotation, translation, and a scale that is the head size),
    then the site's intensity scale, a smooth bias field and Rician-like noise;
@@ -47,6 +50,7 @@ class TemplateSpace:
     head_distance: np.ndarray  # mm from the brain mask, 0 inside
     ventricle: np.ndarray  # CSF probability inside the ventricle window
     pcc: np.ndarray  # amyloid-signal kernel, 0..1
+    focal: np.ndarray  # focal-thinning sphere, 0..1 (smooth edge)
     kernels: np.ndarray  # structures x coarse-field voxels, rows sum to <= 1 per voxel
     field_shape: tuple[int, int, int]
     voxel_size: float
@@ -57,7 +61,8 @@ def _world_coords(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
     return (affine[:3, :3] @ idx + affine[:3, 3:4]).T  # voxels x 3
 
 
-def load_template_space(voxel_size: float, centroids: np.ndarray, sigmas: np.ndarray) -> TemplateSpace:
+def load_template_space(voxel_size: float, centroids: np.ndarray, sigmas: np.ndarray,
+                        focal_radius: float = 10.0) -> TemplateSpace:
     """Resample nilearn's packaged template maps to ``voxel_size`` mm and build the kernels.
 
     Parameters
@@ -100,7 +105,9 @@ def load_template_space(voxel_size: float, centroids: np.ndarray, sigmas: np.nda
     window = (rel**2).sum(-1) <= 1.0
     csf = np.clip(mask - gm - wm, 0.0, 1.0)
     ventricle = (csf * window).astype(np.float32)
-    pcc = np.exp(-((coords - np.array(PCC_CENTRE)) ** 2).sum(-1) / (2 * PCC_SIGMA**2)).astype(np.float32)
+    distance = np.sqrt(((coords - np.array(PCC_CENTRE)) ** 2).sum(-1))
+    pcc = np.exp(-distance**2 / (2 * PCC_SIGMA**2)).astype(np.float32)
+    focal = np.clip((focal_radius + 1.0 - distance) / 2.0, 0.0, 1.0).astype(np.float32)  # 2 mm edge
 
     field_shape = tuple(int(np.ceil(s * voxel_size / FIELD_SPACING)) for s in shape)
     field_affine = np.diag([FIELD_SPACING] * 3 + [1.0])
@@ -111,8 +118,22 @@ def load_template_space(voxel_size: float, centroids: np.ndarray, sigmas: np.nda
     amplitude = (sigmas.max() / sigmas) ** 2
     k = amplitude[:, None] * np.exp(-d2 / (2 * sigmas[:, None] ** 2))
     kernels = (k / (k.sum(0, keepdims=True) + 0.05)).astype(np.float32)
-    return TemplateSpace(target, gm, wm, mask, head_distance, ventricle, pcc, kernels,
+    return TemplateSpace(target, gm, wm, mask, head_distance, ventricle, pcc, focal, kernels,
                          field_shape, voxel_size)
+
+
+PRECUNEUS_GM_MM3 = 8800.0  # one hemisphere's precuneus grey matter: bert's area 3736 mm^2 x 2.36 mm
+
+
+def focal_share(radius_mm: float) -> float:
+    """Share of each precuneus' grey matter inside the focal sphere (half its volume is grey matter,
+    split between the hemispheres): how much of the focal thinning the region's mean thickness shows."""
+    return float(min(1.0, 0.5 * (4 / 3 * np.pi * radius_mm**3) / 2 / PRECUNEUS_GM_MM3))
+
+
+def focal_thinning(space: TemplateSpace, gm: np.ndarray, fraction: float) -> np.ndarray:
+    """Grey matter with ``fraction`` of it lost inside the focal sphere (the loss becomes CSF)."""
+    return gm * (1.0 - fraction * space.focal)
 
 
 def atrophied_tissue(space: TemplateSpace, loss: np.ndarray, ventricle_scale: float) -> tuple[np.ndarray, np.ndarray]:

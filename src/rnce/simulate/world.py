@@ -46,7 +46,7 @@ def _sites(cohort: str, n: int) -> list[str]:
     return [f"{cohort}-s{k + 1}" for k in range(n)]
 
 
-def _site_effects(rng: np.random.Generator, sites: list[str], anat: pd.DataFrame) -> dict[str, dict]:
+def _site_effects(rng: np.random.Generator, sites: list[str], anat: pd.DataFrame, site_sd: float) -> dict[str, dict]:
     effects = {}
     for k, site in enumerate(sites):
         effects[site] = {
@@ -55,20 +55,20 @@ def _site_effects(rng: np.random.Generator, sites: list[str], anat: pd.DataFrame
             "noise_sd": float(rng.uniform(0.015, 0.045)),
             "gm_contrast": float(rng.uniform(0.93, 1.07)),
             # FreeSurfer measurement offsets: global + per structure
-            "fs_offset": rng.normal(rng.normal(0, 0.02), 0.02, len(anat)),
+            "fs_offset": rng.normal(rng.normal(0, site_sd), site_sd, len(anat)),
             "flavour": "fs6" if (k == len(sites) - 1 and len(sites) > 1) else "fs7",
         }
     return effects
 
 
-def _people(rng, cohort, spec, anat, noise, acceleration=None, sexes=None):
+def _people(rng, cohort, spec, anat, noise, focal, acceleration=None, sexes=None):
     sites = _sites(cohort, spec["sites"])
     n = spec["n_subjects"]
     people = []
     for i in range(n):
         acc = rng.normal(0.0, noise["acceleration_sd"]) if acceleration is None else acceleration[i]
-        p = an.draw_person(rng, f"{cohort[:3]}{i + 1:05d}", sites[i % len(sites)], len(anat), acc,
-                           noise["idiosyncrasy_sd"])
+        p = an.draw_person(rng, f"{cohort[:3]}{i + 1:05d}", sites[i % len(sites)], anat, acc,
+                           noise["idiosyncrasy_sd"], noise["shared_sd"], focal["noise_sd"], noise["atrophy_sd"])
         if sexes is not None:
             p.sex = sexes[i]
         people.append(p)
@@ -120,6 +120,7 @@ def _render_one(task: dict) -> None:
     space = _SPACE
     rng = np.random.default_rng(task["seed"])
     gm, wm = im.atrophied_tissue(space, task["loss"], task["ventricle_scale"])
+    gm = im.focal_thinning(space, gm, task["focal_thinning"])
     intensity = im.template_intensity(space, gm, wm, task["amyloid_signal"], task["gm_contrast"])
     pose = im.pose_matrix(np.array(task["angles"]), np.array(task["translation"]), task["scale"])
     data, affine = im.render(space, intensity, pose, rng, task["intensity_scale"], task["bias_strength"],
@@ -194,6 +195,7 @@ def _image_task(rng: np.random.Generator, cfg: dict, path: Path, rel: np.ndarray
         "loss": np.clip(0.1 - rel, 0.0, 0.9) * tissue,
         "ventricle_scale": float(np.mean(1 + rel[ventricles]) ** (1 / 3)),
         "amyloid_signal": cfg["amyloid_signal"] * max(person.amyloid_load, 0.0),
+        "focal_thinning": an.focal_thinning(person, cfg["focal"]["depth"]),
         "angles": rng.uniform(-pose["max_rotation_deg"], pose["max_rotation_deg"], 3).tolist(),
         "translation": rng.uniform(-pose["max_translation_mm"], pose["max_translation_mm"], 3).tolist(),
         "scale": float((person.etiv / an.REFERENCE_ETIV) ** (1 / 3)),
@@ -213,11 +215,11 @@ def _clinical_columns(cohort: str, record: dict) -> dict:
     return row
 
 
-def _render_all(tasks: list[dict], anat: pd.DataFrame, voxel_size: float, threads: int) -> None:
+def _render_all(tasks: list[dict], anat: pd.DataFrame, voxel_size: float, focal_radius: float, threads: int) -> None:
     global _SPACE
     centroids = anat[["x", "y", "z"]].to_numpy(float)
     sigmas = np.where(anat["kind"] == "thickness", 14.0, 6.0)
-    _SPACE = im.load_template_space(voxel_size, centroids, sigmas)
+    _SPACE = im.load_template_space(voxel_size, centroids, sigmas, focal_radius)
     log.info("rendering %d images at %.1f mm with %d process(es)", len(tasks), voxel_size, threads)
     if threads > 1:
         with get_context("fork").Pool(threads) as pool:
@@ -238,6 +240,7 @@ def simulate_world(cfg: dict, out_dir: str | os.PathLike, threads: int = 1) -> d
     area = dk["surface_area"].to_numpy(float)
     tissue = (~anat["name"].str.contains("|".join(NON_TISSUE))).to_numpy(float)
     ventricles = [int(np.flatnonzero(anat["name"] == v)[0]) for v in VENTRICLES]
+    precuneus = np.flatnonzero(anat["name"].isin(["lh_precuneus", "rh_precuneus"]))
 
     truth: dict = {"sites": {}, "cohorts": {}, "seed": cfg["seed"], "voxel_size_mm": cfg["voxel_size_mm"]}
     for folder in ("participants", "truth", "images", "freesurfer"):
@@ -250,14 +253,16 @@ def simulate_world(cfg: dict, out_dir: str | os.PathLike, threads: int = 1) -> d
             panel, effects, reported, iids, acceleration = _genetics(
                 rng, spec["n_subjects"], cfg["genetics"], noise["acceleration_sd"])
             sexes = reported[: spec["n_subjects"]]
-        people, sites = _people(rng, cohort, spec, anat, noise, acceleration, sexes)
-        site_fx = _site_effects(rng, sites, anat)
+        people, sites = _people(rng, cohort, spec, anat, noise, cfg["focal"], acceleration, sexes)
+        site_fx = _site_effects(rng, sites, anat, noise["site_sd"])
         truth["sites"][cohort] = sites
         records = _sessions(rng, cohort, spec, people)
         brain_age = np.array([r["age"] + r["person"].acceleration for r in records])
         etiv = np.array([r["person"].etiv for r in records])
-        values = an.true_values(anat, brain_age, np.array([r["severity"] for r in records]),
+        values = an.true_values(anat, brain_age, np.array([r["severity"] * r["person"].atrophy_factor for r in records]),
                                 np.stack([r["person"].idiosyncrasy for r in records]), etiv)
+        focal = np.array([an.focal_thinning(r["person"], cfg["focal"]["depth"]) for r in records])
+        values[:, precuneus] *= (1.0 - im.focal_share(cfg["focal"]["radius_mm"]) * focal)[:, None]
         rel = _relative_to_template(anat, values, etiv)
         if spec["images"]:
             (out / "images" / cohort).mkdir(parents=True, exist_ok=True)
@@ -277,7 +282,8 @@ def simulate_world(cfg: dict, out_dir: str | os.PathLike, threads: int = 1) -> d
                 site["flavour"])
             row = {"participant_id": p.participant_id, "session_id": r["session_id"]}
             latent = {**row, "site": p.site, "brain_age": brain_age[i], "acceleration": p.acceleration,
-                      "severity": r["severity"], "amyloid_load": p.amyloid_load, "etiv": p.etiv,
+                      "severity": r["severity"], "amyloid_load": p.amyloid_load, "focal_thinning": focal[i],
+                      "etiv": p.etiv,
                       "fs_flavour": site["flavour"]}
             if spec["images"]:
                 row["t1w"] = f"../images/{cohort}/{name}_T1w.nii.gz"
@@ -302,9 +308,16 @@ def simulate_world(cfg: dict, out_dir: str | os.PathLike, threads: int = 1) -> d
             truth.update(_genetics_truth(panel, effects, reported, iids, cfg))
 
     if tasks:
-        _render_all(tasks, anat, cfg["voxel_size_mm"], threads)
-    truth["planted_image_signal"] = (
-        "grey-matter intensity rises with latent amyloid load (amyloid_signal * max(load, 0)) in a "
-        f"Gaussian region (sigma {im.PCC_SIGMA} mm) at MNI {im.PCC_CENTRE}; thickness and volumes do not carry it")
+        _render_all(tasks, anat, cfg["voxel_size_mm"], cfg["focal"]["radius_mm"], threads)
+    truth["planted_image_signal"] = {
+        "focal_thinning": (
+            f"grey matter thinned (lost to CSF) by the latent focal_thinning fraction in a {cfg['focal']['radius_mm']} mm "
+            f"sphere at MNI {im.PCC_CENTRE} (medial precuneus, both hemispheres); focal_thinning = depth x "
+            "clip((amyloid_load + focal_noise) / 2.5, 0, 1); FreeSurfer's precuneus thickness moves by only "
+            f"{100 * im.focal_share(cfg['focal']['radius_mm']):.1f}% of it, within its measurement noise"),
+        "grey_matter_intensity": (
+            "grey-matter intensity rises with latent amyloid load (amyloid_signal * max(load, 0)) in a "
+            f"Gaussian region (sigma {im.PCC_SIGMA} mm) at MNI {im.PCC_CENTRE}; thickness and volumes do not carry it"),
+    }
     write_text(json.dumps(truth, indent=2, default=str), out / "ground_truth.json")
     return truth

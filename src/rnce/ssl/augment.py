@@ -5,14 +5,12 @@ Patch views for the contrastive methods are made with torchio: rotation, crop
 random resized crop that keeps the box's shape), noise, Gaussian blur, bias
 field, flip, spike, contrast (gamma), and GM/WM/CSF labels mapped to random
 Gaussian intensities (SynthSeg style, ``RandomLabelsToImage``). The labels are
-the template's tissue classes cut at the same box (:func:`tissue_labels`):
-the images are registered to the template, so its classes are every image's
-approximate classes.
+the image's own tissue classes, stored beside its patches in the patch store
+(:mod:`rnce.imaging.segment`): a view so made keeps the subject's anatomy and
+drops its contrast.
 """
 
 from __future__ import annotations
-
-from functools import cache
 
 import numpy as np
 import torch
@@ -58,46 +56,6 @@ def augment(patch: np.ndarray, labels: np.ndarray, transform) -> torch.Tensor:
     subject = tio.Subject(image=tio.ScalarImage(tensor=torch.as_tensor(patch, dtype=torch.float32)[None]),
                           labels=tio.LabelMap(tensor=torch.as_tensor(labels)[None]))
     return transform(subject)["image"].data
-
-
-@cache
-def _template_labels(template: str | None, resolution: float) -> np.ndarray:
-    from nilearn import datasets, image
-
-    from rnce.imaging.template import load_template
-
-    t1, mask = load_template(template, resolution)
-    inside = mask.get_fdata() > 0.5
-    labels = np.zeros(t1.shape, dtype=np.uint8)
-    if template is None:
-        gm, wm = (image.resample_to_img(m, t1, interpolation="continuous", force_resample=True,
-                                        copy_header=True).get_fdata()
-                  for m in (datasets.load_mni152_gm_template(1), datasets.load_mni152_wm_template(1)))
-        classes = np.argmax(np.stack([1 - gm - wm, gm, wm]), axis=0) + 1
-    else:  # another template: tissue classes from its intensity terciles inside the brain
-        data = t1.get_fdata()
-        cuts = np.quantile(data[inside], [1 / 3, 2 / 3])
-        classes = 1 + np.digitize(data, cuts)
-    labels[inside] = classes[inside]
-    return labels
-
-
-def tissue_labels(box: tuple[slice, ...], template: str | None = None, resolution: float = 1.0) -> np.ndarray:
-    """The template's tissue classes (0 outside the brain, 1 CSF, 2 GM, 3 WM) in one box."""
-    return _template_labels(template, resolution)[box]
-
-
-def write_tissue_labels(regions: str, out_path: str, template: str | None = None, resolution: float = 1.0) -> None:
-    """Every box's tissue labels in one ``.npz`` (box name -> uint8 array), made once for all training jobs."""
-    from rnce.imaging.patches import box_slices
-    from rnce.imaging.template import load_template
-    from rnce.io import atomic_path
-    from rnce.regions import read_regions
-
-    t1, _ = load_template(template, resolution)
-    boxes = box_slices(read_regions(regions), t1.affine, t1.shape)
-    with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **{name: tissue_labels(box, template, resolution) for name, box in boxes.items()})
 
 
 def genesis_corrupt(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

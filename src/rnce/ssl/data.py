@@ -59,6 +59,11 @@ class Images:
     def batch(self, rows: list[int], box: str) -> np.ndarray:
         return np.stack([self.read(i, box) for i in rows])
 
+    def read_labels(self, i: int, box: str) -> np.ndarray:
+        """The image's own tissue labels in one box (uint8, 0 outside, 1 CSF, 2 GM, 3 WM)."""
+        cohort, shard, position = self._where[i]
+        return np.array(self.stores[cohort].label_array(shard, box)[position])  # a writable copy
+
 
 def auxiliary(images: Images, aux_path: str | Path, boxes_path: str | Path) -> tuple[Images, pd.DataFrame, dict]:
     """Join the images to the auxiliary matrix; images without auxiliary features are
@@ -111,11 +116,11 @@ class EpochBatches(Sampler):
 
 
 class PatchViews(Dataset):
-    """Two augmented views of one box of each image (and its auxiliary row, or an empty vector)."""
+    """Two augmented views of one box of each image (and its auxiliary row, or an empty vector); the
+    tissue-label augmentation uses the image's own labels from the patch store."""
 
-    def __init__(self, images: Images, box: str, labels: np.ndarray, transform, aux: np.ndarray | None,
-                 seed: int):
-        self.images, self.box, self.labels, self.transform, self.seed = images, box, labels, transform, seed
+    def __init__(self, images: Images, box: str, transform, aux: np.ndarray | None, seed: int):
+        self.images, self.box, self.transform, self.seed = images, box, transform, seed
         self.aux = torch.as_tensor(aux if aux is not None else np.zeros((len(images), 0)), dtype=torch.float32)
         self.epoch = 0
 
@@ -125,11 +130,10 @@ class PatchViews(Dataset):
     def __getitem__(self, i: int):
         from rnce.ssl.augment import augment
 
-        patch = self.images.read(i, self.box)
+        patch, labels = self.images.read(i, self.box), self.images.read_labels(i, self.box)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(key_seed(self.seed, self.epoch, i))
-            return augment(patch, self.labels, self.transform), augment(patch, self.labels, self.transform), \
-                self.aux[i]
+            return augment(patch, labels, self.transform), augment(patch, labels, self.transform), self.aux[i]
 
 
 class WholeImages(Dataset):

@@ -48,7 +48,7 @@ def settings(ssl: dict, method: str, stage: str) -> dict:
 def make_job(method: str, stage: str, job_settings: dict, patch_root: str, cohorts: list[str], out: dict,
              threads: int = 1, processes: int = 1, box: str | None = None, auxiliary: str | None = None,
              auxiliary_boxes: str | None = None, encoders: dict[str, str] | None = None,
-             visits: list[dict] | None = None, labels: str | None = None) -> dict:
+             visits: list[dict] | None = None) -> dict:
     """A complete job dict. ``out``: model, metrics, checkpoints paths. ``threads``
     are shared by the ``processes``; each keeps one for itself and gives the rest to its
     data-loading workers when it has a GPU to feed."""
@@ -60,6 +60,6 @@ def make_job(method: str, stage: str, job_settings: dict, patch_root: str, cohor
     return {"kind": kind_of(method, stage), "method": method, "box": box, "patch_root": patch_root,
             "cohorts": list(cohorts), "auxiliary": auxiliary if method == "rnce" else None,
             "auxiliary_boxes": auxiliary_boxes if method == "rnce" else None, "encoders": encoders,
-            "visits": visit_rows, "labels": labels,
+            "visits": visit_rows,
             "threads": per_process, "workers": workers, **job_settings, "augment": job_settings.get("augment", {}),
             "out": dict(out)}

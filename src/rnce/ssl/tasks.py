@@ -151,8 +151,7 @@ def box_representations(images: Images, encoders: dict[str, str], device: torch.
 
 def build(job: dict, device: torch.device) -> Task:
     """The task of a job dict: ``kind``, ``method``, ``box``, ``patch_root``, ``cohorts``,
-    ``auxiliary`` / ``auxiliary_boxes`` (R-NCE), ``labels`` (encoders: the tissue labels of
-    :func:`rnce.ssl.augment.write_tissue_labels`), ``encoders`` (aggregator), ``visits``
+    ``auxiliary`` / ``auxiliary_boxes`` (R-NCE), ``encoders`` (aggregator), ``visits``
     (LSSL), ``model``, ``train``, ``loss``, ``augment``, ``seed``."""
     kind, method = job["kind"], job["method"]
     if method not in METHODS:
@@ -166,14 +165,10 @@ def build(job: dict, device: torch.device) -> Task:
     if kind == "encoder":
         from rnce.ssl.augment import patch_transform
 
-        with np.load(job["labels"]) as npz:
-            labels = npz[job["box"]]
-        if labels.shape != images.read(0, job["box"]).shape:
-            raise ValueError(f"{job['labels']}: the {job['box']} labels are {labels.shape}, its patches "
-                             f"{images.read(0, job['box']).shape}; were they made at another resolution?")
+        images.read_labels(0, job["box"])  # a store without labels fails here, before training starts
         if aux is not None:
             aux = aux[:, [list(aux_table.columns).index(c) for c in box_columns[job["box"]]]]
-        dataset = PatchViews(images, job["box"], labels, patch_transform(job["augment"]), aux, job["seed"])
+        dataset = PatchViews(images, job["box"], patch_transform(job["augment"]), aux, job["seed"])
         return Task(job, encoder_model(job["model"]), dataset, ids)
     if kind == "aggregator":
         names = list(job["encoders"])
