@@ -34,9 +34,9 @@ def build(n: int) -> None:
     from scipy import ndimage
 
     from rnce.imaging.patches import ShardWriter, box_slices, brain_box, normalise
+    from rnce.imaging.segment import segment_tissue, template_priors
     from rnce.imaging.template import mni_template
     from rnce.regions import read_regions
-    from rnce.imaging.segment import segment_tissue, template_priors
 
     shard = OUT / "store" / "bench" / f"shard-{n:04d}"
     if shard.exists():

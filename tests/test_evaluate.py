@@ -103,6 +103,22 @@ def test_tuned_probes_equal_scikit_learns_cross_validated_estimators(task):
     np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
 
 
+def test_tuned_logistic_on_nearly_separable_data_equals_scikit_learn_and_penalises():
+    """90 features, 72 inner training subjects: the weak penalties overfit and must lose (an inner fit
+    started from a fit that saw its validation fold would make them look good)."""
+    from rnce.evaluate.probes import bootstrap_fit
+    from rnce.evaluate.tuning import DEFAULT_GRID, inner_folds
+
+    X, y, _ = _data(n=120, p=90, seed=4)
+    scores, chosen = bootstrap_fit(X, y, "classification", n_boot=6, n_holdout=30, seed=1, l2="auto")
+    hold = holdout_indices(y, "classification", 6, 30, 1)
+    ref_scores, ref_chosen = _sklearn_tuned(X, y, "classification", hold,
+                                            inner_folds(y, hold, "classification", 5, 1), list(DEFAULT_GRID))
+    np.testing.assert_array_equal(chosen, ref_chosen)
+    assert chosen.min() >= 1.0
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+
+
 def test_inner_folds_are_stratified_and_never_use_the_holdout():
     from rnce.evaluate.tuning import inner_folds
 

@@ -172,3 +172,27 @@ def test_intensity_baseline_reads_each_images_own_tissue_means(tmp_path):
     # a class absent from a patch: NaN with a zero count (filled from the other boxes by intensity_features)
     means, counts = class_means(np.ones((1, 2, 2, 2)), np.full((1, 2, 2, 2), 2, np.uint8))
     assert counts.tolist() == [[0, 8, 0]] and means[0, 1] == 1.0 and np.isnan(means[0, 0])
+
+
+def test_an_image_whose_segmentation_fails_is_a_qc_failure_not_a_crash(tiny_world, tmp_path, monkeypatch):
+    from rnce.imaging import preprocess
+    from rnce.imaging.segment import SegmentationError, segment_tissue
+
+    rows = _images(tiny_world[0], 2)
+    calls = []
+
+    def second_fails(data, mask, priors):
+        calls.append(1)
+        if len(calls) == 2:
+            raise SegmentationError("the segmentation found 2 of 3 tissue classes inside the brain mask")
+        return segment_tissue(data, mask, priors)
+
+    monkeypatch.setattr(preprocess, "segment_tissue", second_fails)
+    out = tmp_path / "patches" / "evaluate" / "shard-0000"
+    qc = preprocess.preprocess_shard(rows, str(out), str(ROOT / "config" / "regions.tsv"), resolution=4.0, fast=True)
+    assert list(qc["passed"]) == [True, False]
+    assert qc["reason"].iat[1].startswith("tissue segmentation: the segmentation found 2 of 3")
+    store = PatchStore(tmp_path / "patches", "evaluate")
+    assert len(store) == 1
+    labels = store.label_array(store.index["shard"].iat[0], "lh_parietal")
+    assert labels.dtype == np.uint8 and set(np.unique(labels)) <= {0, 1, 2, 3} and len(np.unique(labels)) == 4

@@ -120,6 +120,41 @@ def test_atrophy_field_thins_where_asked_and_ventricles_grow():
     assert csf0 > 0
 
 
+def test_focal_thinning_removes_grey_matter_inside_its_sphere_only():
+    anat = an.anatomy_table()
+    space = im.load_template_space(4.0, anat[["x", "y", "z"]].to_numpy(float),
+                                   np.where(anat["kind"] == "thickness", 14.0, 6.0), focal_radius=10.0)
+    gm, _ = im.atrophied_tissue(space, np.zeros(len(anat)), 1.0)
+    thinned = im.focal_thinning(space, gm, 0.5)
+    inside, outside = space.focal > 0.99, space.focal == 0
+    assert gm[inside].sum() > 5  # the sphere holds grey matter to lose
+    assert thinned[inside].sum() == pytest.approx(0.5 * gm[inside].sum())
+    assert np.array_equal(thinned[outside], gm[outside])
+    # FreeSurfer's precuneus sees a small share of it (the sphere is ~12% of each precuneus' grey matter)
+    assert 0.05 < im.focal_share(10.0) < 0.2
+
+
+def test_stats_only_world_puts_freesurfer_in_adnis_ranges_and_the_oracle_finds_amyloid(tmp_path):
+    """The calibrated world (config.yaml) is as hard as ADNI for FreeSurfer features; the planted
+    image-only quantity itself classifies amyloid status well."""
+    from conftest import ROOT, load_config
+
+    from rnce.simulate import simulate_world
+    from rnce.simulate.calibration import fs_probe_figures, in_ranges, stats_only
+
+    cfg = load_config(ROOT / "config" / "config.yaml")["simulate"]
+    simulate_world(stats_only(cfg, 1000), tmp_path)
+    figures = fs_probe_figures(tmp_path, n_boot=40)
+    checked = in_ranges(figures)
+    assert len(checked) == 6 and checked["inside"].all(), checked.round(3).to_string()
+    oracle = figures.set_index(["task", "feature_set"])["mean"]
+    assert oracle[("amyloid", "oracle")] >= 0.85
+    assert oracle[("amyloid", "oracle")] > oracle[("amyloid", "fs")] + 0.15
+    latent = pd.read_csv(tmp_path / "truth" / "evaluate_latent.tsv", sep="\t")
+    assert latent["focal_thinning"].between(0, cfg["focal"]["depth"]).all()
+    assert latent[["focal_thinning", "amyloid_load"]].corr().iloc[0, 1] > 0.6
+
+
 def test_latent_atrophy_follows_age_and_disease(tiny_world):
     world, _, _ = tiny_world
     latent = pd.concat([_latent(world, "pretrain"), _latent(world, "evaluate")])

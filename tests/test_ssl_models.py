@@ -60,7 +60,6 @@ def test_reconstruction_networks_shapes():
 def _two_subjects(resolution=4.0):
     """Two registered images of one template grid with different anatomy: B's grey matter is
     thinned (replaced by CSF) in one half of the brain, A's in the other."""
-    from nilearn import datasets, image
 
     from rnce.imaging.patches import normalise
     from rnce.imaging.segment import template_priors

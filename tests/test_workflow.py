@@ -105,6 +105,8 @@ def test_tiny_world_runs_end_to_end(tiny_run):
     assert len(store.boxes) == 18 and store.batch([0, 1], "lh_parietal").shape[0] == 2
     assert not (out / "patches" / "gwas").exists()  # no images in the tiny gwas cohort
     passed = sum(len(PatchStore(out / "patches", c)) for c in ("pretrain", "evaluate"))
+    intensity = pd.read_csv(out / "features" / "intensity.tsv", sep="\t")
+    assert intensity.shape == (passed, 3 + 54) and intensity.iloc[:, 3:].notna().all().all()
     for method in ("rnce", "simclr", "barlow_twins", "models_genesis", "lssl"):
         embedding = pd.read_csv(out / "embeddings" / f"{method}.tsv", sep="\t")
         assert len(embedding) == passed and embedding.shape[1] == 3 + 8, method
@@ -113,11 +115,12 @@ def test_tiny_world_runs_end_to_end(tiny_run):
     assert not list((out / "ssl" / "checkpoints").rglob("*.pt"))
     tasks = pd.read_csv(out / "evaluation" / "tasks.tsv", sep="\t", keep_default_na=False)
     scores = pd.read_csv(out / "evaluation" / "scores.tsv", sep="\t", keep_default_na=False)
-    assert len(scores) == len(tasks) * 6 and (tasks["status"] == "run").any()
+    assert len(scores) == len(tasks) * 7 and (tasks["status"] == "run").any()  # fs, intensity, 5 methods
+    assert set(scores["feature_set"]) >= {"fs", "intensity"}
     ran = scores[scores["status"] == "run"]
     assert ran["mean"].astype(float).notna().all() and (ran["n_boot"] == 30).all()
     assert (scores.loc[scores["status"] == "skipped", "reason"] != "").all()
-    assert len(pd.read_csv(out / "evaluation" / "pvalues.tsv", sep="\t")) == (tasks["status"] == "run").sum() * 15
+    assert len(pd.read_csv(out / "evaluation" / "pvalues.tsv", sep="\t")) == (tasks["status"] == "run").sum() * 21
     assert (out / "figures" / "figure2_probes.png").stat().st_size > 10_000
     _check_genetics(out)
 
@@ -220,7 +223,9 @@ def _check_genetics(out):
     """Brain age, GWAS, FUMA and LDSC outputs of the tiny run; no released file holds a sample id."""
     bag = pd.read_csv(out / "brain_age" / "fs_bag.tsv", sep="\t")
     assert list(bag.columns[:6]) == ["cohort", "participant_id", "session_id", "sex", "age", "predicted_age"]
-    assert abs(bag["bag"].corr(bag["age"])) < 1e-6 and (bag["split"] == "train").sum() == 240
+    buckets = pd.read_csv(out / "brain_age" / "buckets.tsv", sep="\t")
+    assert (buckets["train"] == buckets[["available", "asked"]].min(axis=1)).all()  # short buckets: use_all
+    assert abs(bag["bag"].corr(bag["age"])) < 1e-6 and (bag["split"] == "train").sum() == buckets["train"].sum()
     report = pd.read_csv(out / "gwas" / "qc_report.tsv", sep="\t")
     assert {"sex_check", "relatedness", "hwe"} <= set(report["step"]) and report["samples_removed"].sum() > 0
     sumstats = pd.read_csv(out / "gwas" / "fs_bag.sumstats", sep="\t")

@@ -141,12 +141,12 @@ def _objective(eta: np.ndarray, y: np.ndarray, mask: np.ndarray, V: np.ndarray, 
 
 
 def _newton(D: np.ndarray, y: np.ndarray, mask: np.ndarray, V: np.ndarray, penalty: np.ndarray,
-            Hinv: np.ndarray, tol: float, max_iter: int, strict: bool = True, slow: float = 0.5) -> np.ndarray:
+            Hinv: np.ndarray, tol: float, max_iter: int) -> np.ndarray:
     """Penalised logistic fits (columns of ``V``, updated in place) on the rows ``mask`` (n x fits) selects.
 
     Steps are ``Hinv @ gradient`` (an approximate inverse Hessian per fit), halved until the
     objective falls; a fit whose gradient does not halve gets its exact Hessian at the current
-    point (``slow``: the ratio of successive gradient sizes above which it does). ``strict``: a fit still moving after ``max_iter`` steps is an error (else it is kept).
+    point. A fit still moving after ``max_iter`` steps is an error.
     """
     n_fit = V.shape[1]
     eta = D @ V
@@ -159,11 +159,7 @@ def _newton(D: np.ndarray, y: np.ndarray, mask: np.ndarray, V: np.ndarray, penal
         active = np.flatnonzero(size > scale)
         if not len(active):
             return V
-        for b in active[size[active] > slow * previous[active]]:  # the approximate Hessian is not good enough here: the exact one at the current point
-            w = mask[:, b] * expit(eta[:, b]) * expit(-eta[:, b])
-            Hb = D.T @ (D * w[:, None])
-            Hb[np.diag_indices_from(Hb)] += penalty[b]
-            Hinv[b] = np.linalg.inv(Hb)
+        exact_hessians(D, mask, eta, penalty, Hinv, active[size[active] > 0.5 * previous[active]])
         previous[active] = size[active]
         step = np.einsum("bqr,rb->qb", Hinv[active], G[:, active])
         t = np.ones(len(active))
@@ -176,9 +172,18 @@ def _newton(D: np.ndarray, y: np.ndarray, mask: np.ndarray, V: np.ndarray, penal
                 break
             t[worse] *= 0.5
         V[:, active], eta[:, active], obj[active] = trial, eta_trial, obj_trial
-    if strict:
-        raise ProbeError(f"logistic fits did not converge in {max_iter} iterations ({len(active)} of {n_fit})")
-    return V
+    raise ProbeError(f"logistic fits did not converge in {max_iter} iterations ({len(active)} of {n_fit})")
+
+
+def exact_hessians(D: np.ndarray, mask: np.ndarray, eta: np.ndarray, penalty: np.ndarray, Hinv: np.ndarray,
+                   fits: np.ndarray) -> None:
+    """Replace the approximate inverse Hessians ``Hinv`` of ``fits`` by the exact ones at their current
+    linear predictors ``eta`` (for fits whose approximate Newton steps converge too slowly)."""
+    for b in fits:
+        w = mask[:, b] * expit(eta[:, b]) * expit(-eta[:, b])
+        Hb = D.T @ (D * w[:, None])
+        Hb[np.diag_indices_from(Hb)] += penalty[b]
+        Hinv[b] = np.linalg.inv(Hb)
 
 
 def _logistic(D: np.ndarray, y: np.ndarray, hold: np.ndarray, penalty: np.ndarray, l2: float,

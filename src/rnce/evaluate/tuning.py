@@ -12,12 +12,16 @@ scikit-learn's ``RidgeCV(alphas=grid, cv=folds)`` or
 ``LogisticRegressionCV(Cs=1 / grid, cv=folds, scoring="neg_log_loss")`` on
 ``StandardScaler().fit_transform(X[train])``.
 
-All inner fits of many bootstrap samples are solved together: a fit's
-training rows are a 0/1 mask over all subjects, so its Gram matrix is one row
-of a matrix product (masks x the subjects' outer products), ridge is a batched
-solve, and the logistic fits take preconditioned Newton steps (the Hessian of
-the fit on all subjects at that penalty, scaled to the training size; a fit
-that does not converge fast gets its exact Hessian).
+All inner fits of many bootstrap samples are solved together. Ridge works on
+q x q sums only: each fold's Gram matrix and cross-products, the training
+part's as their sum, a fit's as that minus its fold's; one batched solve per
+penalty, and the validation residuals from the same sums. The logistic fits
+(a 0/1 mask over all subjects selects each one's rows) take preconditioned
+Newton steps together, penalty by penalty from the strongest, each starting
+where the previous penalty ended: the preconditioner is the Hessian of the
+fit on all subjects at that penalty, scaled to the training size; a fit that
+does not converge fast gets its exact Hessian, and a step is checked by the
+secant test on the gradient it needs next anyway (:func:`_newton_secant`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from rnce.evaluate.probes import ProbeError, _logistic_full
+from rnce.evaluate.probes import ProbeError, _logistic_full, exact_hessians
 
 DEFAULT_GRID = tuple(10.0 ** k for k in range(-4, 5))  # 1e-4 ... 1e4
 CHUNK_BYTES = 64 * 2**20  # per block of inner fits: their (q x q) matrices, or their subjects x fits arrays
@@ -130,7 +134,7 @@ def _ridge_scores(D: np.ndarray, y: np.ndarray, folds: np.ndarray, weights: np.n
 
 def _newton_secant(D: np.ndarray, y: np.ndarray, mask: np.ndarray, V: np.ndarray, penalty: np.ndarray,
                    Hinv: np.ndarray, tol: float, max_iter: int, slow: float = 0.9) -> np.ndarray:
-    """The inner fits' Newton steps, cheaper than :func:`rnce.evaluate.probes._newton`: a step is kept
+    """The inner fits' Newton steps (``V`` updated in place and returned), cheaper than :func:`rnce.evaluate.probes._newton`: a step is kept
     when the objective's slope along it at the new point is below minus its slope at the start (the
     secant test, exact for a quadratic), which needs only the new point's gradient, itself the next
     step's; so no log-loss is evaluated. A fit that has not converged after ``max_iter`` steps is
@@ -144,11 +148,7 @@ def _newton_secant(D: np.ndarray, y: np.ndarray, mask: np.ndarray, V: np.ndarray
         active = np.flatnonzero(size > scale)
         if not len(active):
             break
-        for b in active[size[active] > slow * previous[active]]:  # the preconditioner is poor here: exact Hessian
-            w = mask[:, b] * expit(eta[:, b]) * expit(-eta[:, b])
-            Hb = D.T @ (D * w[:, None])
-            Hb[np.diag_indices_from(Hb)] += penalty[b]
-            Hinv[b] = np.linalg.inv(Hb)
+        exact_hessians(D, mask, eta, penalty, Hinv, active[size[active] > slow * previous[active]])
         previous[active] = size[active]
         step = np.einsum("bqr,rb->qb", Hinv[active], G[:, active])
         t = np.ones(len(active))
@@ -170,36 +170,38 @@ def _newton_secant(D: np.ndarray, y: np.ndarray, mask: np.ndarray, V: np.ndarray
 
 def _logistic_scores(D: np.ndarray, y: np.ndarray, folds: np.ndarray, weights: np.ndarray, grid: np.ndarray,
                      tol: float, max_iter: int) -> np.ndarray:
-    """(n_boot, len(grid)) minus the mean validation log loss over the inner folds."""
+    """(n_boot, len(grid)) minus the mean validation log loss over the inner folds.
+
+    The penalties are fitted from the strongest to the weakest, each inner fit starting where it
+    ended at the previous penalty (the first from zero): a start that has never seen the fit's
+    validation fold, so a fit that converges slowly (weak penalty, nearly separable classes) cannot
+    look better than it is. The preconditioner of each penalty is the Hessian of the fit on all
+    subjects, scaled to an inner training part (it only sets the speed, not the answer)."""
     n, q = D.shape
     n_train = int((folds[0] >= 0).sum())
     k = int(folds.max()) + 1
     fraction = n_train * (k - 1) / k / n
-    starts, precond = [], []
     mean_w = weights.mean(axis=0)
+    precond = []
     for l2 in grid:
-        v = _logistic_full(D, y, l2, tol)
-        p = expit(D @ v)
-        H = fraction * (D.T @ (D * (p * (1 - p))[:, None])) + np.diag(l2 * mean_w)
-        starts.append(v)
-        precond.append(np.linalg.pinv(H))
-    starts, precond = np.stack(starts), np.stack(precond)
+        p = expit(D @ _logistic_full(D, y, l2, tol))
+        precond.append(np.linalg.pinv(fraction * (D.T @ (D * (p * (1 - p))[:, None])) + np.diag(l2 * mean_w)))
     scores = []
-    step = _chunk(n, q, len(grid) * k)
+    step = _chunk(n, q, k)
     for start in range(0, len(folds), step):
         train, valid, _ = _fit_masks(folds[start:start + step])
         m = len(train)
         w = np.repeat(weights[start:start + step], k, axis=0)
-        # fits ordered (fit, grid value)
-        mask = np.repeat(train, len(grid), axis=0).T
-        penalty = (w[:, None, :] * grid[None, :, None]).reshape(m * len(grid), q)
-        V = np.tile(starts, (m, 1)).T.copy()
-        Hinv = np.tile(precond, (m, 1, 1))
-        V = _newton_secant(D, y, mask, V, penalty, Hinv, tol, max_iter)
-        eta = D @ V  # n x (m * grid)
-        loss = (np.logaddexp(0, eta) - y[:, None] * eta).T.reshape(m, len(grid), n)
-        mean_loss = (loss * valid[:, None, :]).sum(axis=2) / valid.sum(axis=1)[:, None]
-        scores.append(-mean_loss.reshape(-1, k, len(grid)).mean(axis=1))
+        mask = train.T
+        V = np.zeros((q, m))
+        block = np.empty((m, len(grid)))
+        for g in np.argsort(-grid, kind="stable"):
+            V = _newton_secant(D, y, mask, V, w * grid[g], np.repeat(precond[g][None], m, axis=0), tol,
+                               max_iter)
+            eta = D @ V
+            loss = np.logaddexp(0, eta) - y[:, None] * eta  # n x fits
+            block[:, g] = (loss * valid.T).sum(axis=0) / valid.sum(axis=1)
+        scores.append(-block.reshape(-1, k, len(grid)).mean(axis=1))
     return np.concatenate(scores)
 
 

@@ -80,3 +80,32 @@ def in_ranges(figures: pd.DataFrame) -> pd.DataFrame:
     fs["high"] = fs["task"].map(lambda t: ADNI_RANGES.get(t, (np.nan, np.nan))[1])
     fs["inside"] = (fs["mean"] >= fs["low"]) & (fs["mean"] <= fs["high"])
     return fs.dropna(subset=["low"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m rnce.simulate.calibration [config.yaml]``: the calibration table of a config's world."""
+    import argparse
+    import tempfile
+
+    import yaml
+
+    from rnce.simulate.world import simulate_world
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("config", nargs="?", default="config/config.yaml")
+    parser.add_argument("--subjects", type=int, default=1000)
+    parser.add_argument("--n-boot", type=int, default=100)
+    args = parser.parse_args(argv)
+    cfg = yaml.safe_load(Path(args.config).read_text())["simulate"]
+    with tempfile.TemporaryDirectory() as world:
+        simulate_world(stats_only(cfg, args.subjects), world)
+        figures = fs_probe_figures(world, n_boot=args.n_boot)
+    table = figures.pivot(index="task", columns="feature_set", values="mean")
+    checked = in_ranges(figures).set_index("task")
+    table["adni_range"] = checked["low"].astype(str) + "-" + checked["high"].astype(str)
+    table["fs_inside"] = checked["inside"]
+    print(table.round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
