@@ -5,7 +5,8 @@ Simulates a few 1 mm skull-on T1 images (random pose, any voxel order), then
 for each image times, interleaved: (a) the bare `ants.registration(fixed=
 template, moving=image, type_of_transform="Similarity")` with ANTs' defaults,
 and (b) rnce.imaging.preprocess.preprocess_shard on that one image (checks,
-two-stage registration, N4, QC, 18 patches, transform and shard written).
+two-stage registration, N4, QC, the tissue segmentation, 18 patches and their
+labels, transform and shard written).
 Prints per-image walls; the ratio is the sum of (b) over the sum of (a). Last line:
     preprocess: ratio <r> (goal <= 1.25)
 
