@@ -141,6 +141,16 @@ def test_real_scans_register_and_pass_qc(name, brain, tmp_path):
         lia = _save(tmp_path / "lia.nii.gz", nib.orientations.apply_orientation(img.get_fdata(), ornt)
                     .astype(np.float32), img.affine @ nib.orientations.inv_ornt_aff(ornt, img.shape))
         assert register_to_template(lia, resolution=2.0).template_correlation >= 0.8
+    else:  # FreeSurfer's own aseg.mgz, moved with brain.mgz's transform, gives its tissue labels
+        from rnce.imaging.patches import normalise
+        from rnce.imaging.segment import aseg_tissue, segment_tissue, template_priors
+
+        mask = result.mask.get_fdata() > 0.5
+        image = normalise(result.image.get_fdata(dtype=np.float32), mask)
+        labels = aseg_tissue(str(path.parent / "aseg.mgz"), str(path), result.transform, result.mask, mask, image)
+        own = segment_tissue(image, mask, template_priors(None, 2.0))
+        assert (labels[mask] == own[mask]).mean() > 0.6
+        assert 0.3 < (labels[mask] == 3).mean() < 0.5 and 0.3 < (labels[mask] == 2).mean() < 0.6
 
 
 def test_a_configured_template_path_is_used(tiny_world, tmp_path):
@@ -196,3 +206,59 @@ def test_an_image_whose_segmentation_fails_is_a_qc_failure_not_a_crash(tiny_worl
     assert len(store) == 1
     labels = store.label_array(store.index["shard"].iat[0], "lh_parietal")
     assert labels.dtype == np.uint8 and set(np.unique(labels)) <= {0, 1, 2, 3} and len(np.unique(labels)) == 4
+
+
+def test_freesurfer_aseg_gives_the_labels_and_a_mismatched_one_falls_back(tmp_path, caplog):
+    import ants
+
+    from rnce.imaging.patches import normalise
+    from rnce.imaging.preprocess import tissue_labels
+    from rnce.imaging.register import RegistrationResult
+    from rnce.imaging.segment import (
+        SegmentationError,
+        aseg_tissue,
+        segment_tissue,
+        template_labels,
+        template_priors,
+    )
+    from rnce.imaging.template import load_template
+
+    # an image already on the template grid (identity transform) whose aseg holds the template's classes,
+    # each class written as several FreeSurfer structures (0 inside the brain = sulcal CSF)
+    t1, mask_img = load_template(None, 4.0)
+    mask = mask_img.get_fdata() > 0.5
+    template = template_labels(None, 4.0)
+    pick = np.random.default_rng(0).integers(0, 3, template.shape)
+    codes = np.choose(template, [np.zeros_like(pick), np.choose(pick, [0, 24, 4]), np.choose(pick, [3, 17, 10]),
+                                 np.choose(pick, [2, 41, 16])])
+    fs = tmp_path / "sub-01" / "mri"
+    fs.mkdir(parents=True)
+    nib.save(nib.MGHImage(t1.get_fdata(dtype=np.float32), t1.affine), fs / "brain.mgz")
+    nib.save(nib.MGHImage(codes.astype(np.int32), t1.affine), fs / "aseg.mgz")
+    result = RegistrationResult(t1, ants.new_ants_transform(dimension=3, transform_type="AffineTransform"), 1.0,
+                                mask_img)
+    normalised = normalise(t1.get_fdata(dtype=np.float32), mask)
+    priors = template_priors(None, 4.0)
+    row = {"participant_id": "sub-01", "session_id": "ses-1", "source": str(fs / "brain.mgz"),
+           "aseg": str(fs / "aseg.mgz")}
+    labels = tissue_labels(row, result, normalised, mask, priors)
+    assert np.array_equal(labels[mask], template[mask]) and not labels[~mask].any()
+    own = segment_tissue(normalised, mask, priors)
+    assert (own[mask] != template[mask]).mean() > 0.05  # so the aseg, not the image segmentation, gave them
+    # the same aseg 40 mm away (a raw T1w's aseg from another session): no overlap -> segmented, subject named
+    other = tmp_path / "sub-01-raw"
+    other.mkdir()
+    shifted = t1.affine.copy()
+    shifted[:3, 3] += 40
+    nib.save(nib.MGHImage(codes.astype(np.int32), shifted), other / "aseg.mgz")
+    with caplog.at_level(logging.WARNING, logger="rnce.imaging.preprocess"):
+        fallback = tissue_labels({**row, "aseg": str(other / "aseg.mgz")}, result, normalised, mask, priors)
+    assert np.array_equal(fallback, own)
+    assert "subject sub-01 session ses-1" in caplog.text and "does not overlap" in caplog.text
+    # beside a brain.mgz on another grid, or unreadable: not this image's
+    nib.save(nib.MGHImage(np.ones((8, 8, 8), np.float32), np.eye(4)), fs / "brain.mgz")
+    with pytest.raises(SegmentationError, match="is not on the grid of"):
+        aseg_tissue(str(fs / "aseg.mgz"), str(fs / "brain.mgz"), result.transform, mask_img, mask, normalised)
+    (other / "aseg.mgz").write_bytes(b"not an mgz")
+    with pytest.raises(SegmentationError, match="cannot be read"):
+        aseg_tissue(str(other / "aseg.mgz"), str(fs / "brain.mgz"), result.transform, mask_img, mask, normalised)

@@ -129,28 +129,6 @@ def recon_all_subject(wildcards):
     return {"subjects_dir": os.path.dirname(folder), "subject_id": os.path.basename(folder)}
 
 
-def registration_records(wildcards):
-    """Params function: each image's registration source; FreeSurfer's brain.mgz where the subject has one."""
-    rows = _shard_rows(wildcards)
-    brains = [os.path.join(d, "mri", "brain.mgz") if isinstance(d, str) else "" for d in
-              rows.get("freesurfer_dir", [None] * len(rows))]
-    use_brain = [bool(b) and os.path.exists(b) for b in brains]
-    return [{"participant_id": p, "session_id": s, "image_key": k, "source": b if u else t, "brain_extracted": u}
-            for p, s, k, t, b, u in zip(rows["participant_id"], rows["session_id"], rows["image_key"], rows["t1w"],
-                                        brains, use_brain)]
-
-
-def registration_inputs(wildcards):
-    return [r["source"] for r in registration_records(wildcards)]
-
-
-def registered_dir(wildcards):
-    """Where registered images go when register.save_registered is set."""
-    if not config["register"]["save_registered"]:
-        return None
-    return f"{RESULTS}/register/{wildcards.cohort}/images"
-
-
 def cohort_patch_shards(wildcards):
     return expand(f"{RESULTS}/patches/{wildcards.cohort}/shard-{{shard}}", shard=shards(wildcards.cohort))
 

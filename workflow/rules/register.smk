@@ -1,6 +1,32 @@
 # Registration to MNI-152 and the 18-box patch store (rnce.imaging), per shard of images, with QC.
 
 
+def registration_records(wildcards):
+    """Params function: each image's registration source (FreeSurfer's brain.mgz where the subject has one)
+    and its FreeSurfer aseg.mgz where it has one (its tissue labels; "" otherwise)."""
+    rows = _shard_rows(wildcards)
+    folders = [d if isinstance(d, str) else "" for d in rows.get("freesurfer_dir", [None] * len(rows))]
+    records = []
+    for p, s, k, t, d in zip(rows["participant_id"], rows["session_id"], rows["image_key"], rows["t1w"], folders):
+        brain, aseg = (os.path.join(d, "mri", f) if d else "" for f in ("brain.mgz", "aseg.mgz"))
+        use_brain = bool(brain) and os.path.exists(brain)
+        records.append({"participant_id": p, "session_id": s, "image_key": k, "source": brain if use_brain else t,
+                        "brain_extracted": use_brain, "aseg": aseg if aseg and os.path.exists(aseg) else ""})
+    return records
+
+
+def registration_inputs(wildcards):
+    """Input function of preprocess_shard: each image's source and aseg.mgz."""
+    return [f for r in registration_records(wildcards) for f in (r["source"], r["aseg"]) if f]
+
+
+def registered_dir(wildcards):
+    """Where registered images go when register.save_registered is set."""
+    if not config["register"]["save_registered"]:
+        return None
+    return f"{RESULTS}/register/{wildcards.cohort}/images"
+
+
 rule preprocess_shard:
     input:
         images=registration_inputs,

@@ -1,7 +1,8 @@
 """One shard of images: load -> register -> QC -> 18 patches -> write; and the cohort's registration QC.
 
-Each image's own tissue classes (:mod:`rnce.imaging.segment`) are stored
-beside its patches. An image that cannot be read, registered, or that fails
+Each image's own tissue classes (:mod:`rnce.imaging.segment`: its FreeSurfer
+``aseg.mgz`` moved with its transform where the row names one that matches,
+else a segmentation of the registered image) are stored beside its patches. An image that cannot be read, registered, or that fails
 QC (``template_correlation`` below the threshold, or a segmentation that finds
 fewer than three tissue classes) is listed in the QC table with ``passed``
 false and its reason, and left out of the patch store (so out of training);
@@ -19,7 +20,7 @@ import pandas as pd
 from rnce.imaging.io import ImageError
 from rnce.imaging.patches import ShardWriter, box_slices, brain_box, normalise, save_registered
 from rnce.imaging.register import register_to_template
-from rnce.imaging.segment import SegmentationError, segment_tissue, template_priors
+from rnce.imaging.segment import SegmentationError, aseg_tissue, segment_tissue, template_priors
 from rnce.imaging.template import load_template
 from rnce.io import write_tsv
 from rnce.regions import read_regions
@@ -32,7 +33,8 @@ QC_COLUMNS = ["participant_id", "session_id", "image_key", "source", "template_c
 def preprocess_shard(rows: list[dict], out_dir: str, regions: str, transform: str = "Similarity",
                      template: str | None = None, resolution: float = 1.0, threshold: float = 0.8,
                      registered_dir: str | None = None, fast: bool = False, whole_size: int = 96) -> pd.DataFrame:
-    """Register every image of ``rows`` (participant_id, session_id, image_key, source, brain_extracted)
+    """Register every image of ``rows`` (participant_id, session_id, image_key, source, brain_extracted,
+    optionally aseg)
     and write the shard folder ``out_dir`` (see :mod:`rnce.imaging.patches`). Returns the QC table."""
     t1, mask = load_template(template, resolution)
     mask_np = mask.get_fdata() > 0.5
@@ -56,7 +58,7 @@ def preprocess_shard(rows: list[dict], out_dir: str, regions: str, transform: st
             labels = None
             if passed:
                 try:
-                    labels = segment_tissue(normalised, mask_np, priors)
+                    labels = tissue_labels(row, result, normalised, mask_np, priors)
                 except SegmentationError as err:
                     passed, reason = False, f"tissue segmentation: {err}"
             qc.append({**record, "template_correlation": round(result.template_correlation, 4), "passed": passed,
@@ -78,6 +80,18 @@ def preprocess_shard(rows: list[dict], out_dir: str, regions: str, transform: st
         raise
     log.info("%d images registered, %d passed QC", len(table), int(table["passed"].sum()))
     return table
+
+
+def tissue_labels(row: dict, result, normalised: np.ndarray, mask: np.ndarray, priors: np.ndarray) -> np.ndarray:
+    """The image's tissue labels: its FreeSurfer aseg (``row["aseg"]``) moved with its transform where it
+    has one that matches the image, else a segmentation of the registered image (logged, naming the subject)."""
+    if row.get("aseg"):
+        try:
+            return aseg_tissue(row["aseg"], row["source"], result.transform, result.mask, mask, normalised)
+        except SegmentationError as err:
+            log.warning("subject %s session %s: FreeSurfer's aseg not used (%s); segmenting the registered image "
+                        "instead", row["participant_id"], row["session_id"], err)
+    return segment_tissue(normalised, mask, priors)
 
 
 def registration_qc(shard_dirs: list[str], out_table: str, out_figure: str, n_worst: int = 12,
