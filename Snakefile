@@ -4,7 +4,8 @@ import os
 
 from snakemake.utils import min_version, validate
 
-from rnce.workflow_config import make_canonical
+from rnce.cluster import check_executor
+from rnce.workflow_config import check_config, make_canonical
 
 min_version("9.0")
 
@@ -22,8 +23,15 @@ if not workflow.overwrite_configfiles:
 
 if config.get("simulate", {}) is None:  # `simulate: null`: no simulated world
     del config["simulate"]
-validate(config, "workflow/schemas/config.schema.yaml")
+check_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))  # key, allowed keys
+validate(config, "workflow/schemas/config.schema.yaml")  # fills in the defaults
 make_canonical(config)  # key order must not decide what reruns
+
+
+# Before any job: a SLURM run stops at once when the controller does not answer.
+onstart:
+    check_executor(workflow.executor_plugin.name if workflow.executor_plugin else None)
+
 
 
 include: "workflow/rules/common.smk"

@@ -62,8 +62,15 @@ def test_bad_age(tmp_path, value, expected):
 
 def test_unknown_sex_code(tmp_path):
     table = good_table(tmp_path)
-    table.loc[3, "sex"] = "male"
-    assert "line 5, column 'sex': 'male' is not one of ['M', 'F']" in _error(tmp_path, table)
+    table.loc[3, "sex"] = "unknown"
+    assert "line 5, column 'sex': 'unknown' is not one of ['M', 'F']" in _error(tmp_path, table)
+
+
+def test_bids_and_lower_case_sex_codes_are_read(tmp_path):
+    table = good_table(tmp_path)
+    table["sex"] = (["male", "Female", "m", "f", "M", "F"] * len(table))[: len(table)]
+    table.to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    assert list(read_participants(tmp_path / "p.tsv")["sex"]) == (["M", "F"] * len(table))[: len(table)]
 
 
 def test_image_that_does_not_exist(tmp_path):
@@ -136,9 +143,22 @@ def test_bids_root(tmp_path):
     assert list(table["session_id"]) == ["ses-1", "ses-2", "ses-1", "ses-2"]
     assert table.loc[1, "age"] == 72.5 and table.loc[3, "age"] == 71
     assert (table["diagnosis"] == "unknown").all()
-    (root / "participants.tsv").write_text("participant_id\tsex\tsite\tage\nsub-01\tX\ta\t70\nsub-02\tM\tb\t71\n")
-    with pytest.raises(CohortError, match=r"\(BIDS\), sub-01 ses-1, column 'sex': 'X' is not one of"):
+    (root / "participants.tsv").write_text("participant_id\tsex\tsite\tage\nsub-01\tX\ta\t70\nsub-02\tmale\tb\t71\n")
+    with pytest.raises(CohortError, match=r"participants.tsv, sub-01 ses-1, column 'sex': 'X' is not one of"):
         read_bids(root)
+    # a value from a sessions.tsv names that file
+    (root / "participants.tsv").write_text("participant_id\tsex\tsite\tage\nsub-01\tF\ta\t70\nsub-02\tmale\tb\t71\n")
+    pd.DataFrame({"session_id": ["ses-1", "ses-2"], "age": ["70", "old"]}).to_csv(
+        root / "sub-01" / "sub-01_sessions.tsv", sep="\t", index=False)
+    with pytest.raises(CohortError, match=r"sub-01_sessions.tsv, sub-01 ses-2, column 'age': 'old' is not a number"):
+        read_bids(root)
+    # a one-scanner dataset without a site column: the error says what to do; the cohort's `site` key fills it
+    (root / "sub-01" / "sub-01_sessions.tsv").unlink()
+    (root / "participants.tsv").write_text("participant_id\tsex\tage\nsub-01\tfemale\t70\nsub-02\tmale\t71\n")
+    with pytest.raises(CohortError, match=r"column 'site': required column is missing \(a single-site cohort"):
+        read_bids(root)
+    table = load_cohort("one", {"bids": str(root), "roles": ["pretrain"], "site": "scanner1", "features": "ants"})
+    assert (table["site"] == "scanner1").all() and list(table["sex"]) == ["F", "F", "M", "M"]
 
 
 def test_canonical_config_sorts_keys_but_keeps_the_cohorts_order():

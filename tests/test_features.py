@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +111,43 @@ def test_subject_without_stats_is_an_error_and_unfinished_or_failed_ones_are_exc
     assert recon_all_status(good) is None
 
 
+def test_stats_only_folders_are_judged_by_their_stats_and_incomplete_ones_excluded_or_all_named(tiny_world, tmp_path):
+    """Shared FreeSurfer stats often come without scripts/: complete stats are used (with a note), an aseg-only
+    subject is excluded with its reason, and under features.incomplete: error every bad subject is named at once."""
+    from rnce.features.freesurfer import IncompleteSubjectsError
+
+    shared = _copy(_subject(tiny_world, index=0), tmp_path / "shared")
+    shutil.rmtree(shared / "scripts")
+    aseg_only = _copy(_subject(tiny_world, index=1), tmp_path / "aseg_only")
+    shutil.rmtree(aseg_only / "scripts")
+    for hemi in ("lh", "rh"):
+        (aseg_only / "stats" / f"{hemi}.aparc.stats").unlink()
+    truncated = _copy(_subject(tiny_world, index=2), tmp_path / "truncated")
+    path = truncated / "stats" / "lh.aparc.stats"
+    path.write_text(path.read_text()[: len(path.read_text()) // 2])
+    dirs = [str(shared), str(aseg_only), str(truncated)]
+    keys = [{"participant_id": f"p{i}", "session_id": "s"} for i in range(3)]
+    features, notes = read_subjects(dirs, keys)
+    assert list(features["participant_id"]) == ["p0"] and features.drop(columns=list(keys[0])).notna().all().all()
+    rows = notes.set_index("participant_id")
+    assert rows.loc["p0", "excluded"] == False and "no scripts/ folder" in rows.loc["p0", "reason"]  # noqa: E712
+    assert rows.loc["p1", "excluded"] == True and "stats/lh.aparc.stats, stats/rh.aparc.stats missing" in rows.loc["p1", "reason"]  # noqa: E712,E501
+    assert rows.loc["p2", "excluded"] == True and "truncated" in rows.loc["p2", "reason"]  # noqa: E712
+    with pytest.raises(IncompleteSubjectsError) as err:
+        read_subjects(dirs, keys, incomplete="error")
+    assert "2 FreeSurfer subject(s)" in str(err.value) and "aseg_only" in str(err.value) and "truncated" in str(err.value)
+    # the workflow's scripts print such an error without a traceback
+    code = ("from rnce.logs import to_file; from rnce.features.freesurfer import IncompleteSubjectsError; "
+            "to_file(None); raise IncompleteSubjectsError('2 FreeSurfer subject(s) cannot be used')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1 and "2 FreeSurfer subject(s)" in result.stderr and "Traceback" not in result.stderr
+    # the note is not a failure: the kept image stays in the evaluation and brain-age tables
+    from rnce.qc_tables import failed_images
+
+    notes.assign(cohort="c").rename(columns={"subject_dir": "source"}).to_csv(tmp_path / "ex.tsv", sep="\t", index=False)
+    assert sorted(failed_images([], str(tmp_path / "ex.tsv"))["participant_id"]) == ["p1", "p2"]
+
+
 def test_duplicated_freesurfer_subject_is_an_error(tmp_path):
     table = pd.DataFrame({"participant_id": ["a", "b"], "session_id": ["1", "1"], "age": [60, 61], "sex": ["M", "F"],
                           "site": ["s", "s"], "freesurfer_id": ["subj1", "subj1"]})
@@ -168,3 +207,16 @@ def test_ants_backend_measures_boxes_and_excludes_a_bad_image(tiny_world, tmp_pa
     assert 0.8e6 < values["ants_icv"] < 3e6
     assert values["ants_csf_volume"] > values["ants_ventricle_csf_volume"] > 0
     assert (values[[c for c in columns if c.endswith("_thickness")]] > 0).all()
+
+
+def test_outliers_are_not_called_in_tiny_sites():
+    from rnce.features.extract import outliers
+
+    rng = np.random.default_rng(0)
+    big = pd.DataFrame({"participant_id": [f"b{i}" for i in range(30)], "session_id": "1", "cohort": "c",
+                        "site": "big", "age": 60.0, "sex": "M", "diagnosis": "CN", "x": rng.normal(size=30)})
+    big.loc[0, "x"] = 40.0
+    tiny = pd.DataFrame({"participant_id": ["t0", "t1", "t2"], "session_id": "1", "cohort": "c", "site": "tiny",
+                         "age": 60.0, "sex": "M", "diagnosis": "CN", "x": [1.0, 1.01, 3.0]})  # z of 130 at n = 3
+    flagged = outliers(pd.concat([big, tiny], ignore_index=True))
+    assert list(flagged["participant_id"]) == ["b0"]

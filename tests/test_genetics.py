@@ -35,7 +35,9 @@ def test_validation_errors_name_file_line_and_column(tiny_world, tmp_path):
     assert len(qc.validate(prefix, people, 50)) == len(people)
     with pytest.raises(GeneticsError, match=r"match the genotype_id.*at least 5000"):
         qc.validate(prefix, people, 5000)
-    with pytest.raises(GeneticsError, match=r"0 of its \d+ IIDs match"):
+    with pytest.raises(GeneticsError, match=r"every genotype_id matches a .fam IID: the cohort is too small"):
+        qc.validate(prefix, people, 5000)  # all ids agree: the hint is the cohort's size, not the ids
+    with pytest.raises(GeneticsError, match=r"0 of its \d+ IIDs match.*Do genotype_id and the .fam IIDs agree"):
         qc.validate(prefix, people.assign(genotype_id="nobody" + people["genotype_id"]), 10)
     swapped = people.assign(reported_sex=people["reported_sex"].map({"M": "F", "F": "M"}))
     with pytest.raises(GeneticsError, match=r"column 5 \(sex\): disagrees .* coded 1 = female"):
@@ -97,6 +99,16 @@ def test_qc_counts_every_step_and_removes_the_planted_problems(tiny_world, tmp_p
     kept = set(pd.read_csv(tmp_path / "qc.fam", sep=r"\s+", header=None, dtype=str)[1])
     assert not kept & set(truth["sex_mismatches"])
     assert steps.loc["after_qc", "samples_before"] == len(kept)
+    # the floors are errors before PLINK runs, and no work folder is left behind
+    with pytest.raises(GeneticsError, match=r"cannot give 100000 PCs \(gwas.n_pcs must be below"):
+        qc.principal_components(str(tmp_path / "qc"), 100000, 5000, str(tmp_path / "pcs.tsv"))
+    few = tmp_path / "few"
+    for ext in ("bed", "bim"):
+        (tmp_path / f"few.{ext}").symlink_to(tmp_path / f"qc.{ext}")
+    (tmp_path / "few.fam").write_text("".join((tmp_path / "qc.fam").read_text().splitlines(True)[:30]))
+    with pytest.raises(GeneticsError, match=r"30 samples are left after QC; PLINK 2's LD pruning .* at least 50"):
+        qc.principal_components(str(few), 5, 5000, str(tmp_path / "few_pcs.tsv"))
+    assert not list(tmp_path.glob("*.work"))
     pcs = qc.principal_components(str(tmp_path / "qc"), 5, 5000, str(tmp_path / "pcs.tsv"))
     assert list(pcs.columns[:3]) == ["FID", "IID", "PC1"] and len(pcs) == len(kept)
 

@@ -128,3 +128,27 @@ def test_bad_regions_table_names_file_line_and_column(tmp_path):
     (tmp_path / "regions.tsv").write_text("\n".join(text) + "\n")
     with pytest.raises(RegionsError, match=rf"line {header_at + 4}, column 'x_min'/'x_max'"):
         read_regions(tmp_path / "regions.tsv")
+
+
+def test_single_site_study_passes_features_through_and_method_none_does_too(raw, tmp_path, caplog):
+    """A one-scanner cohort has no batch effect to remove: `all` runs, the features are unchanged, the log and
+    the model summary say why (it used to stop with 'ComBat needs at least two batches')."""
+    import logging
+
+    one_site = raw[raw["cohort"] == "evaluate"].assign(site="scanner1").reset_index(drop=True)
+    with caplog.at_level(logging.WARNING, logger="rnce.harmonize"):
+        model, harmonized = harmonize.learn(one_site, ["age", "sex"])
+    assert "one batch (evaluate:scanner1)" in caplog.text
+    assert harmonized.equals(one_site) and harmonize.apply(model, one_site).equals(one_site)
+    assert set(model.summary()["passthrough"]) == set(harmonize._feature_columns(one_site))
+    model, harmonized = harmonize.learn(raw, ["age", "sex"], method="none")
+    assert harmonized.equals(raw) and all(v == "harmonize.method none" for v in model.passthrough.values())
+    # the workflow step: every output written, the summary says pass-through
+    raw_path = tmp_path / "raw.tsv"
+    one_site.to_csv(raw_path, sep="\t", index=False)
+    out = {k: str(tmp_path / f"{k}.out") for k in ("harmonized", "model", "summary", "auxiliary", "boxes")}
+    harmonize.harmonize_features(str(raw_path), str(ROOT / "config" / "regions.tsv"), ["age", "sex"], 5, "error",
+                                 [], ["evaluate"], out["harmonized"], out["model"], out["summary"], out["auxiliary"],
+                                 out["boxes"])
+    summary = json.loads(open(out["summary"]).read())
+    assert summary["features"] == [] and summary["n_images"] == len(one_site)

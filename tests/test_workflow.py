@@ -39,11 +39,15 @@ def _config_with(tmp_path: Path, **changes) -> Path:
     ({"colour": "blue"}, "'colour' was unexpected"),
     ({"sharding": {"images_per_shard": "many"}}, "'many' is not of type 'integer'"),
     ({"cohorts": {"x": {"participants": "p.tsv", "roles": ["pretraining"]}}}, "'pretraining' is not one of"),
+    ({"gwas": {"min_samples": 14}}, "gwas.min_samples: 14 is less than the minimum of 50"),  # PLINK 2's floor
+    ({"ssl": {"method": ["rnce"]}}, "ssl.method: unknown key ('method' was unexpected); allowed here: "),
+    ({"ssl": {"method": ["rnce"]}}, "did you mean 'methods'?"),
 ])
 def test_bad_config_is_an_error_naming_the_key(tmp_path, changes, expected):
     result = run_snakemake("-n", "--configfile", str(_config_with(tmp_path, **changes)), "--directory", str(tmp_path))
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
+    assert len((result.stdout + result.stderr).splitlines()) < 25  # the key and the allowed keys, not the schema
 
 
 def test_bad_table_fails_before_any_job_runs(tmp_path):
@@ -182,6 +186,23 @@ def test_one_more_participant_plans_its_shard_and_the_aggregates(tiny_run):
     assert "simulate" not in jobs and jobs["ssl_encoder"] == 18, jobs  # R-NCE only: ComBat is refitted
     assert "ssl_reconstruction" not in jobs
     assert planned(folder=tiny_run) == {}  # the table as it was: nothing again
+
+
+def test_report_of_a_finished_run_and_of_only_the_targets_built(tiny_run, tmp_path):
+    """README: `snakemake --report report.html` after `all`; after a subset, name those targets."""
+    args = ("--configfile", str(TINY_CONFIG), "--directory", str(tiny_run))
+    result = run_snakemake("--report", str(tmp_path / "all.html"), *args)
+    assert result.returncode == 0 and (tmp_path / "all.html").stat().st_size > 100_000, result.stderr[-2000:]
+    manhattan = tiny_run / "results_tiny" / "figures" / "fs_bag_manhattan.png"
+    kept = manhattan.read_bytes()
+    manhattan.unlink()  # as if the GWAS had not been run
+    try:
+        result = run_snakemake("--report", str(tmp_path / "part.html"), *args)
+        assert result.returncode != 0 and "fs_bag_manhattan.png marked for report but does not exist" in result.stderr
+        result = run_snakemake("--report", str(tmp_path / "part.html"), "results_tiny/evaluation/scores.tsv", *args)
+        assert result.returncode == 0 and (tmp_path / "part.html").stat().st_size > 100_000, result.stderr[-2000:]
+    finally:
+        manhattan.write_bytes(kept)
 
 
 def test_sigkill_mid_job_leaves_no_half_written_output_and_the_rerun_redoes_only_that_job(tiny_run):
@@ -360,3 +381,21 @@ def test_genetics_scale_world_ldsc_recovers_planted_h2_and_cell_type(tmp_path):
     assert cell_types.iloc[0]["cell_type"] == truth["enriched_cell_type"] and cell_types.iloc[0]["q_fdr"] < 0.05
     loci = pd.read_csv(out / "gwas" / "fs_bag.loci.tsv", sep="\t")
     assert truth["strong_locus"]["snp"] in set(loci["SNP"])
+
+
+def test_cohort_template_is_valid_and_paper_sized():
+    """config/cohort_template.yaml: the start of a real run (no simulate section, the paper's sizes)."""
+    from snakemake.utils import validate
+
+    from rnce.workflow_config import check_config
+
+    schema = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    template = yaml.safe_load((ROOT / "config" / "cohort_template.yaml").read_text())
+    check_config(template, schema)
+    validate(template, schema)
+    assert "simulate" not in template
+    assert template["register"] == {**template["register"], "resolution_mm": 1.0, "fast": False, "whole_image_size": 96}
+    assert template["evaluate"]["n_holdout"] == 100 and template["brain_age"]["train_per_bucket"] == 500
+    assert template["ssl"]["stage1"]["epochs"] >= 100 and template["ldsc"]["intercept_h2"] is None
+    text = (ROOT / "config" / "cohort_template.yaml").read_text()
+    assert "every key has a default" in text.lower()

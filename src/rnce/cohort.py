@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 ROLES = ("pretrain", "evaluate", "brain_age", "gwas")
 FEATURE_BACKENDS = ("subjects_dir", "recon_all", "ants")
 MAX_REPORTED = 20
+SEX_ALIASES = {"m": "M", "male": "M", "f": "F", "female": "F"}
+MISSING_HINTS = {"site": " (a single-site cohort, e.g. a BIDS dataset from one scanner: set `site:` in the "
+                         "cohort's config entry)"}
 SHARD_WIDTH = 4
 
 
@@ -125,6 +128,8 @@ def validate_participants(
     base_dir: str | os.PathLike | None = None,
     images: bool = True,
     lines: np.ndarray | None = None,
+    site: str | None = None,
+    cell_sources: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Check a participants table read as strings and return it typed.
 
@@ -141,6 +146,12 @@ def validate_participants(
     lines
         The file line of each row (default: row index + 2, a header line first),
         or a label per row where the rows do not come from one file.
+    site
+        The cohort's ``site`` (config): the site of rows without one (and of all rows when the
+        table has no ``site`` column).
+    cell_sources
+        Where each cell came from (same shape and columns as ``raw``; BIDS: participants.tsv or a
+        sessions.tsv), named in the problems of that cell.
 
     Returns
     -------
@@ -157,10 +168,12 @@ def validate_participants(
     props: dict = schema["properties"]
     if lines is None:
         lines = np.arange(len(raw)) + 2
+    if site is not None:
+        raw = raw.assign(site=raw["site"].where(raw["site"].str.strip() != "", site) if "site" in raw else site)
     required = list(schema["required"]) + (["t1w"] if images else [])
     missing = [c for c in required if c not in raw.columns]
     if missing:
-        _raise([Problem(None, c, "required column is missing") for c in missing], source)
+        _raise([Problem(None, c, "required column is missing" + MISSING_HINTS.get(c, "")) for c in missing], source)
     if raw.empty:
         _raise([Problem(None, None, "the table has no rows: the cohort has no images")], source)
     raw = raw.apply(lambda col: col.str.strip()) if len(raw) else raw
@@ -172,6 +185,8 @@ def validate_participants(
             out[name] = raw[name]
             continue
         values = raw[name]
+        if name == "sex":  # BIDS writes male/female (any case), others M/F or m/f
+            values = values.map(lambda v: SEX_ALIASES.get(v.lower(), v))
         if name in required:
             for i in np.flatnonzero((values == "").to_numpy()):
                 problems.append(Problem(lines[i], name, "required value is empty"))
@@ -211,11 +226,15 @@ def validate_participants(
                 if p is not None and not os.path.exists(p):
                     problems.append(Problem(lines[i], "t1w", f"image file does not exist: {p}"))
     order = {line: i for i, line in enumerate(lines)}
-    _raise(sorted(problems, key=lambda p: order.get(p.line, -1)), source)
+    problems = sorted(problems, key=lambda p: order.get(p.line, -1))
+    if cell_sources is not None:
+        problems = [Problem(f"{cell_sources[p.column].iat[order[p.line]]}, {_where(p.line)}", p.column, p.message)
+                    if p.line in order and p.column in cell_sources else p for p in problems]
+    _raise(problems, source)
     return out.reset_index(drop=True)
 
 
-def read_participants(path: str | os.PathLike, *, images: bool = True) -> pd.DataFrame:
+def read_participants(path: str | os.PathLike, *, images: bool = True, site: str | None = None) -> pd.DataFrame:
     """Read and validate one participants TSV (see :func:`validate_participants`)."""
     path = Path(path)
     if not path.exists():
@@ -224,10 +243,10 @@ def read_participants(path: str | os.PathLike, *, images: bool = True) -> pd.Dat
         raw = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_filter=False)
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise CohortError(f"participants table {path} cannot be read as TSV: {err}") from err
-    return validate_participants(raw, str(path), base_dir=path.parent, images=images)
+    return validate_participants(raw, str(path), base_dir=path.parent, images=images, site=site)
 
 
-def read_bids(root: str | os.PathLike, *, images: bool = True) -> pd.DataFrame:
+def read_bids(root: str | os.PathLike, *, images: bool = True, site: str | None = None) -> pd.DataFrame:
     """Build a participants table from a BIDS root with pybids.
 
     One row per ``anat/*_T1w.nii[.gz]``; subject-level columns come from
@@ -248,7 +267,7 @@ def read_bids(root: str | os.PathLike, *, images: bool = True) -> pd.DataFrame:
     if "participant_id" not in subjects.columns:
         raise CohortError(f"{table}, column 'participant_id': required column is missing")
     subjects = subjects.set_index("participant_id")
-    rows = []
+    rows, origins = [], []
     for f in layout.get(suffix="T1w", extension=[".nii", ".nii.gz"], datatype="anat"):
         ent = f.get_entities()
         pid = f"sub-{ent['subject']}"
@@ -256,21 +275,33 @@ def read_bids(root: str | os.PathLike, *, images: bool = True) -> pd.DataFrame:
         if "run" in ent:
             ses += f"_run-{ent['run']}"
         row = {"participant_id": pid, "session_id": ses, "t1w": f.path}
+        origin = dict.fromkeys(row, f.path)
         if pid in subjects.index:
             row.update(subjects.loc[pid].to_dict())
+            origin.update(dict.fromkeys(subjects.columns, str(table)))
         sessions_tsv = root / pid / f"{pid}_sessions.tsv"
         if "session" in ent and sessions_tsv.exists():
             sess = pd.read_csv(sessions_tsv, sep="\t", dtype=str, keep_default_na=False)
             match = sess[sess["session_id"] == f"ses-{ent['session']}"]
             if len(match):
-                row.update({k: v for k, v in match.iloc[0].to_dict().items() if k != "session_id"})
+                values = {k: v for k, v in match.iloc[0].to_dict().items() if k != "session_id"}
+                row.update(values)
+                origin.update(dict.fromkeys(values, str(sessions_tsv)))
         rows.append(row)
+        origins.append(origin)
     if not rows:
         raise CohortError(f"BIDS root {root}: no anat T1w images found: the cohort has no images")
-    raw = pd.DataFrame(rows).fillna("").astype(str).sort_values(["participant_id", "session_id"])
-    raw = raw.reset_index(drop=True)
+    raw = pd.DataFrame(rows).fillna("").astype(str)
+    order = raw.sort_values(["participant_id", "session_id"]).index
+    raw = raw.loc[order].reset_index(drop=True)
+    sources = pd.DataFrame(origins).reindex(columns=raw.columns).loc[order].reset_index(drop=True)
+    if site is not None:
+        sources["site"] = sources["site"].fillna("the cohort's config (site)") if "site" in sources else \
+            "the cohort's config (site)"
+    sources = sources.fillna(str(table))
     labels = np.array([f"{p} {s}" for p, s in zip(raw["participant_id"], raw["session_id"], strict=True)])
-    return validate_participants(raw, f"{root} (BIDS)", images=images, lines=labels)
+    return validate_participants(raw, f"{root} (BIDS)", images=images, lines=labels, site=site,
+                                 cell_sources=sources)
 
 
 def features_backend(name: str, spec: dict) -> str:
@@ -322,10 +353,10 @@ def load_cohort(name: str, spec: dict, results: str = "results") -> pd.DataFrame
     if spec.get("participants") and spec.get("bids"):
         raise CohortError(f"cohort '{name}': give either 'participants' or 'bids', not both")
     if spec.get("participants"):
-        table = read_participants(spec["participants"], images=images)
+        table = read_participants(spec["participants"], images=images, site=spec.get("site"))
         source = str(spec["participants"])
     elif spec.get("bids"):
-        table = read_bids(spec["bids"], images=images)
+        table = read_bids(spec["bids"], images=images, site=spec.get("site"))
         source = f"{spec['bids']} (BIDS)"
     else:
         raise CohortError(f"cohort '{name}': neither 'participants' nor 'bids' is given")

@@ -10,7 +10,10 @@ Batch = ``cohort:site``; covariates age and sex (``M`` = 1), diagnosis optional
   ComBat: it is passed through unharmonized and listed in the model summary;
 - NaN features or covariates are an error listing the images;
 - at apply time, a batch the model has not seen is an error listing the
-  unseen and the known batches (neuroHarmonize would return NaN rows).
+  unseen and the known batches (neuroHarmonize would return NaN rows);
+- a single-site study (one batch) or ``harmonize.method: none``: the features
+  are passed through unharmonized, with a warning in the log and the reason
+  for every feature in the model summary.
 
 The auxiliary matrix A of R-NCE is the harmonized features (FreeSurfer's 104,
 or the ANTs ones; never eTIV) z-scored with the mean and SD of the pretrain
@@ -119,14 +122,26 @@ def _batch_map(table: pd.DataFrame, min_images: int, small_sites: str) -> dict[s
 
 
 def learn(table: pd.DataFrame, covariates: list[str], min_images_per_site: int = 5,
-          small_sites: str = "error", seed: int = 0) -> tuple[ComBatModel, pd.DataFrame]:
-    """Fit ComBat on ``table`` (a feature table) and return the model and the harmonized table."""
-    from neuroHarmonize import harmonizationLearn
+          small_sites: str = "error", seed: int = 0, method: str = "combat") -> tuple[ComBatModel, pd.DataFrame]:
+    """Fit ComBat on ``table`` (a feature table) and return the model and the harmonized table.
 
+    ``method`` ``none``, or a table with one batch (a single-site study: there is no batch effect to
+    remove): every feature is passed through unharmonized, with a warning, and the model says so."""
     features = _feature_columns(table)
     _check_complete(table, features, "features")
+    if method not in ("combat", "none"):
+        raise HarmonizeError(f"harmonize.method must be combat or none, got {method!r}")
+    raw_batches = table["cohort"] + ":" + table["site"]
+    if method == "none" or raw_batches.nunique() < 2:
+        reason = "harmonize.method none" if method == "none" else f"one batch ({raw_batches.iat[0]}): nothing to harmonize"
+        log.warning("features passed through unharmonized: %s", reason)
+        counts = {k: int(v) for k, v in raw_batches.value_counts().items()}
+        return ComBatModel([], dict.fromkeys(features, reason), list(covariates), [], {b: b for b in counts}, counts,
+                           None), table.copy()
+    from neuroHarmonize import harmonizationLearn
+
     mapping = _batch_map(table, min_images_per_site, small_sites)
-    batches = (table["cohort"] + ":" + table["site"]).map(mapping)
+    batches = raw_batches.map(mapping)
     values = table[features]
     overall = values.std(ddof=0)
     per_batch = values.groupby(batches.to_numpy()).std(ddof=0)
@@ -140,7 +155,8 @@ def learn(table: pd.DataFrame, covariates: list[str], min_images_per_site: int =
         log.warning("passed through unharmonized: %s", passthrough)
     harmonized_cols = [c for c in features if c not in passthrough]
     if len(batches.unique()) < 2:
-        raise HarmonizeError(f"ComBat needs at least two batches (cohort:site), got {sorted(batches.unique())}")
+        raise HarmonizeError(f"ComBat needs at least two batches (cohort:site), got {sorted(batches.unique())} after "
+                             f"merging small sites; set harmonize.method: none to pass the features through")
     covars = _covariates(table, covariates, batches)
     nh_model, adjusted = harmonizationLearn(table[harmonized_cols].to_numpy(float), covars, seed=seed)
     model = ComBatModel(harmonized_cols, passthrough, list(covariates), [c for c in covars if c != "SITE"], mapping,
@@ -149,7 +165,10 @@ def learn(table: pd.DataFrame, covariates: list[str], min_images_per_site: int =
 
 
 def apply(model: ComBatModel, table: pd.DataFrame) -> pd.DataFrame:
-    """Harmonize a feature table with a fitted model; unseen sites are an error."""
+    """Harmonize a feature table with a fitted model; unseen sites are an error (a pass-through model
+    from :func:`learn` returns the table as it is)."""
+    if model.neuroharmonize is None:
+        return table.copy()
     from neuroHarmonize import harmonizationApply
 
     raw_batch = table["cohort"] + ":" + table["site"]
@@ -217,11 +236,11 @@ def auxiliary_matrix(harmonized: pd.DataFrame, regions: pd.DataFrame, reference_
 def harmonize_features(raw_path: str, regions_path: str, covariates: list[str], min_images_per_site: int,
                        small_sites: str, learn_cohorts: list[str] | None, reference_cohorts: list[str],
                        out_harmonized: str, out_model: str, out_summary: str, out_auxiliary: str,
-                       out_boxes: str) -> None:
+                       out_boxes: str, method: str = "combat") -> None:
     """The harmonize step of the workflow: learn on ``learn_cohorts`` (all if empty), apply to all."""
     raw = pd.read_csv(raw_path, sep="\t", dtype={"participant_id": str, "session_id": str})
     training = raw[raw["cohort"].isin(learn_cohorts)] if learn_cohorts else raw
-    model, _ = learn(training, covariates, min_images_per_site, small_sites)
+    model, _ = learn(training, covariates, min_images_per_site, small_sites, method=method)
     harmonized = apply(model, raw)
     regions = read_regions(regions_path)
     aux, info = auxiliary_matrix(harmonized, regions, reference_cohorts)

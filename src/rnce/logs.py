@@ -16,6 +16,10 @@ def to_file(path: str | None, level: int = logging.INFO) -> None:
     logging.captureWarnings(True)
 
     def excepthook(kind, value, tb):
+        if getattr(value, "plain", False):  # bad input the user must fix: the message, no traceback
+            logging.getLogger("rnce").error("%s", value)
+            print(f"{kind.__name__}: {value}", file=sys.stderr)
+            return
         logging.getLogger("rnce").error("uncaught error", exc_info=(kind, value, tb))
         sys.__excepthook__(kind, value, tb)
 

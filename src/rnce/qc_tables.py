@@ -16,5 +16,8 @@ def failed_images(registration_paths: list[str], exclusions_path: str | None) ->
         bad = qc[qc["passed"].str.strip().str.lower() != "true"].assign(cohort=cohort)
         failed.append(bad[IMAGE_COLUMNS])
     if exclusions_path:
-        failed.append(pd.read_csv(exclusions_path, sep="\t", dtype=str)[IMAGE_COLUMNS])
+        excluded = pd.read_csv(exclusions_path, sep="\t", dtype=str)
+        if "excluded" in excluded:  # rows with excluded false are notes on kept images
+            excluded = excluded[excluded["excluded"].str.strip().str.lower() != "false"]
+        failed.append(excluded[IMAGE_COLUMNS])
     return pd.concat(failed, ignore_index=True) if failed else pd.DataFrame(columns=IMAGE_COLUMNS)

@@ -9,6 +9,8 @@ the simulated world is drawn in that order).
 
 from __future__ import annotations
 
+import difflib
+import re
 from typing import Any
 
 ORDERED = frozenset({"cohorts"})  # mappings whose key order means something
@@ -29,3 +31,40 @@ def make_canonical(config: dict) -> None:
     ordered = canonical(config)
     config.clear()
     config.update(ordered)
+
+
+class ConfigError(ValueError):
+    """A config that breaks the schema: each problem with its key, never the whole schema."""
+
+
+def config_problems(config: dict, schema: dict) -> list[str]:
+    """One line per schema violation: the key, what is wrong, and for an unknown key the allowed keys
+    there and the closest one (Snakemake's own message prints the whole schema, hundreds of lines)."""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    problems = []
+    for err in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
+        where = ".".join(str(p) for p in err.absolute_path)
+        if err.validator == "additionalProperties":
+            allowed = sorted(err.schema.get("properties", {}))
+            for key in re.findall(r"'([^']+)'", err.message.split(" were unexpected")[0].split(" was unexpected")[0]):
+                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                problems.append(f"{where + '.' if where else ''}{key}: unknown key ('{key}' was unexpected); "
+                                f"allowed here: {', '.join(allowed)}{hint}")
+        else:
+            problems.append(f"{where or '(top level)'}: {err.message}")
+    return problems
+
+
+def check_config(config: dict, schema_path: str) -> None:
+    """Raise :class:`ConfigError` listing every problem of ``config`` (see :func:`config_problems`)."""
+    import yaml
+
+    with open(schema_path) as fh:
+        schema = yaml.safe_load(fh)
+    problems = config_problems(config, schema)
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) in the config ({schema_path} is the contract):\n  "
+                          + "\n  ".join(problems))

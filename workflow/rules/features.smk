@@ -34,6 +34,7 @@ rule features_shard:
         records=features_records,
         backend=features_backend_param,
         thickness_iterations=config["features"]["ants_thickness_iterations"],
+        incomplete=config["features"]["incomplete"],
     log:
         f"{RESULTS}/logs/features/{{cohort}}/shard-{{shard}}.log",
     benchmark:

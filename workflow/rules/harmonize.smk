@@ -12,6 +12,7 @@ rule harmonize:
         auxiliary=f"{RESULTS}/features/auxiliary.tsv",
         boxes=f"{RESULTS}/features/auxiliary_boxes.json",
     params:
+        method=config["harmonize"]["method"],
         covariates=config["harmonize"]["covariates"],
         min_images_per_site=config["harmonize"]["min_images_per_site"],
         small_sites=config["harmonize"]["small_sites"],

@@ -22,8 +22,9 @@ from rnce.regions import read_regions
 
 log = logging.getLogger(__name__)
 
-EXCLUSION_COLUMNS = KEYS + ["source", "reason"]
+EXCLUSION_COLUMNS = KEYS + ["source", "excluded", "reason"]  # excluded false: a note on a kept image
 OUTLIER_Z = 5.0
+MIN_OUTLIER_SITE = 10  # images of a cohort:site below which no value is called an outlier
 
 
 class FeatureError(ValueError):
@@ -31,7 +32,7 @@ class FeatureError(ValueError):
 
 
 def extract_shard(rows: list[dict], backend: str, regions: str | None = None,
-                  thickness_iterations: int = 45) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  thickness_iterations: int = 45, incomplete: str = "exclude") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Features and exclusions of one shard of images.
 
     ``rows`` carry the :data:`KEYS` and ``freesurfer_dir`` (FreeSurfer
@@ -40,7 +41,7 @@ def extract_shard(rows: list[dict], backend: str, regions: str | None = None,
     """
     keys = [{k: r.get(k) for k in KEYS} for r in rows]
     if backend in ("subjects_dir", "recon_all"):
-        features, excluded = read_subjects([r["freesurfer_dir"] for r in rows], keys)
+        features, excluded = read_subjects([r["freesurfer_dir"] for r in rows], keys, incomplete)
         excluded = excluded.rename(columns={"subject_dir": "source"})
         return features, excluded.reindex(columns=EXCLUSION_COLUMNS)
     if backend != "ants":
@@ -54,17 +55,18 @@ def extract_shard(rows: list[dict], backend: str, regions: str | None = None,
             records.append({**key, **ants_features(row["t1w"], boxes, thickness_iterations)})
         except Exception as err:  # one bad image fails only itself
             log.error("ANTs features failed for %s: %s", row["t1w"], err)
-            excluded.append({**key, "source": row["t1w"], "reason": f"ANTs failed: {type(err).__name__}: {err}"})
+            excluded.append({**key, "source": row["t1w"], "excluded": True,
+                             "reason": f"ANTs failed: {type(err).__name__}: {err}"})
     features = pd.DataFrame(records, columns=KEYS + ants_feature_names(boxes))
     return features, pd.DataFrame(excluded, columns=EXCLUSION_COLUMNS)
 
 
 def write_shard(rows: list[dict], backend: str, out_features: str, out_exclusions: str,
-                regions: str | None = None, thickness_iterations: int = 45) -> None:
-    features, excluded = extract_shard(rows, backend, regions, thickness_iterations)
+                regions: str | None = None, thickness_iterations: int = 45, incomplete: str = "exclude") -> None:
+    features, excluded = extract_shard(rows, backend, regions, thickness_iterations, incomplete)
     write_tsv(features, out_features)
     write_tsv(excluded, out_exclusions)
-    log.info("%d images with features, %d excluded", len(features), len(excluded))
+    log.info("%d images with features, %d excluded", len(features), int(excluded["excluded"].astype(bool).sum()))
 
 
 def _feature_columns(table: pd.DataFrame) -> list[str]:
@@ -78,9 +80,16 @@ def robust_z(values: pd.Series, groups: pd.Series) -> pd.Series:
     return (values - med) / mad.replace(0, np.nan)
 
 
-def outliers(table: pd.DataFrame, threshold: float = OUTLIER_Z) -> pd.DataFrame:
-    """Feature values more than ``threshold`` robust SDs from their cohort:site median."""
+def outliers(table: pd.DataFrame, threshold: float = OUTLIER_Z, min_site_size: int = MIN_OUTLIER_SITE) -> pd.DataFrame:
+    """Feature values more than ``threshold`` robust SDs from their cohort:site median, in sites of at least
+    ``min_site_size`` images (a median and MAD of a handful of images flag half of them: z of 70 at n = 3)."""
     batch = table["cohort"] + ":" + table["site"]
+    sizes = batch.map(batch.value_counts())
+    small = sorted(set(batch[sizes < min_site_size]))
+    if small:
+        log.info("outliers not flagged in %d site(s) with fewer than %d images: %s", len(small), min_site_size,
+                 ", ".join(small))
+    table, batch = table[sizes >= min_site_size], batch[sizes >= min_site_size]
     found = []
     for column in _feature_columns(table):
         z = robust_z(table[column], batch)

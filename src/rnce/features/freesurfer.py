@@ -34,6 +34,16 @@ class StatsError(ValueError):
     """A FreeSurfer stats file that is missing, truncated or malformed."""
 
 
+class IncompleteSubjectsError(ValueError):
+    """FreeSurfer subjects that cannot be used, under ``features.incomplete: error`` (all of them named)."""
+
+    plain = True  # a message for the user: the workflow's scripts print it without a traceback
+
+
+STATS_FILES = ("aseg.stats", "lh.aparc.stats", "rh.aparc.stats")
+NO_SCRIPTS_NOTE = "kept: no scripts/ folder (recon-all status unknown); its stats files are complete"
+
+
 @cache
 def feature_table() -> pd.DataFrame:
     """The feature list: feature, source, structure, measure, fs6_name."""
@@ -163,11 +173,16 @@ def recon_all_status(subject_dir: str | Path) -> str | None:
     ``scripts/recon-all.error``, and ``recon-all.log`` does not end in
     FreeSurfer's failure line ("exited with ERRORS"; lines such as "ERROR
     RETURN OF LINE SEARCH" are normal FreeSurfer chatter and not failures).
+    A folder without ``scripts/`` (stats shared without the rest) is judged
+    by its stats: finished when the three stats files exist.
     """
     subject_dir = Path(subject_dir)
     scripts = subject_dir / "scripts"
     if not subject_dir.is_dir():
         return "subject directory does not exist"
+    if not scripts.is_dir():  # shared stats-only folders: the stats decide
+        missing = [f for f in STATS_FILES if not (subject_dir / "stats" / f).is_file()]
+        return f"no scripts/ folder and stats/{', stats/'.join(missing)} missing" if missing else None
     if (scripts / "recon-all.error").exists():
         return "scripts/recon-all.error exists"
     log_file = scripts / "recon-all.log"
@@ -182,28 +197,43 @@ def recon_all_status(subject_dir: str | Path) -> str | None:
     return None
 
 
-def read_subjects(subject_dirs: list[str], keys: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Features of many subjects; unfinished or failed ones go to the exclusions table.
+def read_subjects(subject_dirs: list[str], keys: list[dict],
+                  incomplete: str = "exclude") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features of many subjects; unfinished, failed or incomplete ones go to the exclusions table.
 
     ``keys`` are the identifying columns of each row (participant_id,
     session_id, ...), kept in front of the features. Returns (features,
-    exclusions with a ``reason`` column). A finished subject whose stats are
-    missing or broken is an error (:class:`StatsError`), not an exclusion.
+    exclusions with ``excluded`` and ``reason`` columns). A subject whose
+    stats are missing, truncated or malformed is excluded with the reason;
+    with ``incomplete="error"`` every such subject is named in one
+    :class:`IncompleteSubjectsError` instead. A subject kept without a
+    ``scripts/`` folder is listed with ``excluded`` false and a note.
     """
-    rows, excluded = [], []
+    if incomplete not in ("exclude", "error"):
+        raise ValueError(f"features.incomplete must be exclude or error, got {incomplete!r}")
+    rows, excluded, problems = [], [], []
     for directory, key in zip(subject_dirs, keys, strict=True):
         reason = recon_all_status(directory)
+        if reason is None:
+            try:
+                series = read_subject(directory)
+            except StatsError as err:
+                reason = str(err)
         if reason:
-            excluded.append({**key, "subject_dir": directory, "reason": reason})
+            problems.append(f"{Path(directory).name} ({directory}): {reason}")
+            excluded.append({**key, "subject_dir": directory, "excluded": True, "reason": reason})
             continue
-        series = read_subject(directory)
+        if not (Path(directory) / "scripts").is_dir():
+            excluded.append({**key, "subject_dir": directory, "excluded": False, "reason": NO_SCRIPTS_NOTE})
         rows.append({**key, **series.to_dict()})
+    if problems and incomplete == "error":
+        raise IncompleteSubjectsError(f"{len(problems)} FreeSurfer subject(s) cannot be used "
+                                      "(features.incomplete: error; `exclude` leaves them out and lists them):\n  "
+                                      + "\n  ".join(problems))
     key_columns = list(keys[0]) if keys else []
     features = pd.DataFrame(rows, columns=key_columns + feature_names())
     features[feature_names()] = features[feature_names()].astype(float)
-    exclusions = pd.DataFrame(excluded, columns=key_columns + ["subject_dir", "reason"])
-    if len(exclusions):
-        log.warning("%d subject(s) excluded: %s", len(exclusions),
-                    "; ".join(f"{Path(d).name}: {r}" for d, r in zip(exclusions["subject_dir"], exclusions["reason"],
-                                                                     strict=True)))
+    exclusions = pd.DataFrame(excluded, columns=key_columns + ["subject_dir", "excluded", "reason"])
+    if problems:
+        log.warning("%d subject(s) excluded: %s", len(problems), "; ".join(problems))
     return features, exclusions

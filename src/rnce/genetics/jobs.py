@@ -17,6 +17,9 @@ def qc_job(genotypes: str, split_path: str, cohort: dict[str, dict], results: st
     records = cohort_records(cohort, results, ["participant_id", "genotype_id"])
     people, counts = gwas.people_table(split_path, records, features_path)
     merged = qc.validate(genotypes, people, min_samples)
+    if n_pcs >= len(merged):
+        raise qc.GeneticsError(f"gwas.n_pcs is {n_pcs}, but {len(merged)} people have both a BAG and genotypes: "
+                               "the PCs must be fewer than the samples")
     report = qc.run_qc(genotypes, merged[["fid", "iid"]], out_prefix, out_report, thresholds, threads, memory_mb)
     before = pd.DataFrame([
         {"step": "no_genotype_id", "samples_before": counts["with_bag"], "samples_removed": counts["no_genotype_id"],

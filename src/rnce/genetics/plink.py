@@ -20,6 +20,8 @@ BIM = ["chrom", "snp", "cm", "pos", "a1", "a2"]
 class GeneticsError(ValueError):
     """Genotype, phenotype or covariate input the GWAS cannot use."""
 
+    plain = True  # a message for the user: the workflow's scripts print it without a traceback
+
 
 def tool(name: str) -> str:
     """Path of a PLINK binary (``plink2`` or ``plink1.9``; ``plink`` is accepted for 1.9)."""

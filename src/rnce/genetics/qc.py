@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 REPORT_COLUMNS = ["step", "samples_before", "samples_removed", "variants_before", "variants_removed", "note"]
 SEX_CODES = {"1": "M", "2": "F", "0": None}
+PRUNING_FLOOR = 50  # plink2 --indep-pairwise stops (exit 13) with fewer samples
 
 
 def validate(genotypes: str, people: pd.DataFrame, min_samples: int) -> pd.DataFrame:
@@ -56,9 +57,12 @@ def validate(genotypes: str, people: pd.DataFrame, min_samples: int) -> pd.DataF
     log.info("%s: %d samples, %d variants; %d of %d people with a BAG have genotypes", genotypes, n_samples,
              n_variants, len(merged), len(people))
     if len(merged) < min_samples:
+        hint = (f"every genotype_id matches a .fam IID: the cohort is too small for a GWAS (gwas.min_samples, at "
+                f"least {PRUNING_FLOOR}: PLINK 2's LD pruning needs {PRUNING_FLOOR} samples)"
+                if len(merged) == len(ids) else "Do genotype_id and the .fam IIDs agree?")
         raise GeneticsError(f"{genotypes}.fam: {len(merged)} of its {n_samples} IIDs match the genotype_id of the "
                             f"{len(people)} people with a BAG ({len(ids)} with a genotype_id); at least "
-                            f"{min_samples} needed (gwas.min_samples). Do genotype_id and the .fam IIDs agree?")
+                            f"{min_samples} needed (gwas.min_samples). {hint}")
     genetic = merged["sex"].map(SEX_CODES)
     known = genetic.notna() & merged["reported_sex"].isin(["M", "F"])
     disagree = (genetic[known] != merged.loc[known, "reported_sex"]).mean() if known.any() else 0.0
@@ -135,19 +139,25 @@ def run_qc(genotypes: str, keep: pd.DataFrame, out_prefix: str, report_path: str
 def principal_components(qc_prefix: str, n_pcs: int, approx_above: int, out: str, threads: int = 1,
                          memory_mb: int | None = None) -> pd.DataFrame:
     """``n_pcs`` PCs on LD-pruned variants (``--pca approx`` above ``approx_above`` samples): FID, IID, PC1..."""
+    n = count_lines(f"{qc_prefix}.fam")
+    if n < PRUNING_FLOOR:
+        raise GeneticsError(f"{qc_prefix}.fam: {n} samples are left after QC; PLINK 2's LD pruning (before the PCs) "
+                            f"needs at least {PRUNING_FLOOR}")
+    if n <= n_pcs:
+        raise GeneticsError(f"{qc_prefix}.fam: {n} samples cannot give {n_pcs} PCs (gwas.n_pcs must be below the "
+                            "number of samples)")
     work = f"{out}.work"
     os.makedirs(work, exist_ok=True)
     opts = {"threads": threads, "memory_mb": memory_mb}
-    run("plink2", "--bfile", qc_prefix, "--indep-pairwise", "50", "5", "0.2", out=f"{work}/prune", **opts)
-    n = count_lines(f"{qc_prefix}.fam")
-    if n <= n_pcs:
-        raise GeneticsError(f"{qc_prefix}.fam: {n} samples cannot give {n_pcs} PCs")
-    mode = ["--pca", "approx", str(n_pcs)] if n > approx_above else ["--pca", str(n_pcs)]
-    run("plink2", "--bfile", qc_prefix, "--extract", f"{work}/prune.prune.in", *mode, out=f"{work}/pca", **opts)
-    pcs = pd.read_csv(f"{work}/pca.eigenvec", sep=r"\s+", dtype={"#FID": str, "IID": str, "FID": str})
+    try:
+        run("plink2", "--bfile", qc_prefix, "--indep-pairwise", "50", "5", "0.2", out=f"{work}/prune", **opts)
+        mode = ["--pca", "approx", str(n_pcs)] if n > approx_above else ["--pca", str(n_pcs)]
+        run("plink2", "--bfile", qc_prefix, "--extract", f"{work}/prune.prune.in", *mode, out=f"{work}/pca", **opts)
+        pcs = pd.read_csv(f"{work}/pca.eigenvec", sep=r"\s+", dtype={"#FID": str, "IID": str, "FID": str})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     pcs = pcs.rename(columns={"#FID": "FID", "#IID": "IID"})
     if "FID" not in pcs.columns:
         pcs.insert(0, "FID", pcs["IID"])
     write_tsv(pcs, out)
-    shutil.rmtree(work, ignore_errors=True)
     return pcs

@@ -12,7 +12,7 @@ import os
 import nibabel as nib
 import pandas as pd
 
-from rnce.imaging.io import ImageError, check_header, open_image
+from rnce.imaging.io import ImageError, check_header, field_of_view_problem, open_image
 from rnce.io import write_tsv
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ def inspect_header(path: str) -> dict:
     except ImageError as err:
         info["status"] = str(err).removeprefix(f"{path}: ")
         return info
+    info["status"] = field_of_view_problem(img) or "ok"
     info["orientation"] = "".join(nib.aff2axcodes(img.affine))
     if hasattr(img.header, "get_qform"):
         info["qform_code"] = int(img.header["qform_code"])

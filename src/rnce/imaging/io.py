@@ -7,6 +7,8 @@ Rules:
 - the affine must be finite, non-degenerate and orthonormal up to voxel size
   (a shear is an error); anisotropic voxels are fine;
 - voxel sizes outside 0.2-8 mm are an error (absurd header);
+- a field of view under 100 mm on an axis cannot hold a brain
+  (:func:`field_of_view_problem`: the inventory lists it, registration refuses it);
 - qform and sform that disagree give a warning and the sform wins (nibabel's
   rule: the sform when its code is set, else the qform);
 - an all-zero image or one with NaN/inf voxels is an error.
@@ -27,6 +29,19 @@ log = logging.getLogger(__name__)
 VOXEL_RANGE_MM = (0.2, 8.0)
 ORTHONORMAL_TOLERANCE = 1e-3
 FORM_TOLERANCE_MM = 1e-2
+MIN_FIELD_OF_VIEW_MM = 100.0  # an adult brain spans ~140 x 170 x 120 mm; less is a partial scan or a wrong header
+
+
+def field_of_view_problem(img) -> str | None:
+    """Why ``img`` (nibabel, header only) cannot hold a whole brain, or None: a field of view under
+    :data:`MIN_FIELD_OF_VIEW_MM` on an axis (checked by the inventory and before registration)."""
+    zooms = np.asarray(img.header.get_zooms()[:3], dtype=float)
+    extent = np.asarray(img.shape[:3], dtype=float) * zooms
+    if (extent < MIN_FIELD_OF_VIEW_MM).any():
+        shown = " x ".join(f"{e:.0f}" for e in extent)
+        return (f"field of view {shown} mm is smaller than a brain (at least {MIN_FIELD_OF_VIEW_MM:.0f} mm on every "
+                "axis): a partial scan, or a wrong voxel size in the header")
+    return None
 
 
 def nifti(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:

@@ -12,6 +12,7 @@ the rest of its shard is written.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,8 @@ from rnce.regions import read_regions
 
 log = logging.getLogger(__name__)
 
-QC_COLUMNS = ["participant_id", "session_id", "image_key", "source", "template_correlation", "passed", "reason"]
+QC_COLUMNS = ["participant_id", "session_id", "image_key", "source", "template_correlation", "passed", "reason",
+              "seconds"]  # seconds: this image's wall time (registration, segmentation, patches)
 
 
 def preprocess_shard(rows: list[dict], out_dir: str, regions: str, transform: str = "Similarity",
@@ -45,12 +47,14 @@ def preprocess_shard(rows: list[dict], out_dir: str, regions: str, transform: st
     try:
         for row in rows:
             record = {k: row[k] for k in ("participant_id", "session_id", "image_key", "source")}
+            start = time.perf_counter()
             try:
                 result = register_to_template(row["source"], transform, template, bool(row["brain_extracted"]),
                                               resolution, fast=fast)
             except (ImageError, RuntimeError, ValueError) as err:
                 log.error("image %s excluded: %s", row["source"], err)
-                qc.append({**record, "template_correlation": np.nan, "passed": False, "reason": str(err)})
+                qc.append({**record, "template_correlation": np.nan, "passed": False, "reason": str(err),
+                           "seconds": round(time.perf_counter() - start, 2)})
                 continue
             passed = result.template_correlation >= threshold
             reason = "" if passed else f"template_correlation {result.template_correlation:.3f} < {threshold}"
@@ -61,18 +65,20 @@ def preprocess_shard(rows: list[dict], out_dir: str, regions: str, transform: st
                     labels = tissue_labels(row, result, normalised, mask_np, priors)
                 except SegmentationError as err:
                     passed, reason = False, f"tissue segmentation: {err}"
-            qc.append({**record, "template_correlation": round(result.template_correlation, 4), "passed": passed,
-                       "reason": reason})
+            entry = {**record, "template_correlation": round(result.template_correlation, 4), "passed": passed,
+                     "reason": reason}
+            qc.append(entry)
             writer.add_slices(row["image_key"], normalised)
             if registered_dir:
                 save_registered(result.image, Path(registered_dir) / f"{row['image_key']}.nii.gz")
-            if not passed:
-                log.warning("image %s fails registration QC: %s", row["source"], reason)
-                continue
-            import ants
+            if passed:
+                import ants
 
-            ants.write_transform(result.transform, str(writer.transform_path(row["image_key"])))
-            writer.add(row["participant_id"], row["session_id"], row["image_key"], normalised, labels)
+                ants.write_transform(result.transform, str(writer.transform_path(row["image_key"])))
+                writer.add(row["participant_id"], row["session_id"], row["image_key"], normalised, labels)
+            else:
+                log.warning("image %s fails registration QC: %s", row["source"], reason)
+            entry["seconds"] = round(time.perf_counter() - start, 2)
         table = pd.DataFrame(qc, columns=QC_COLUMNS)
         writer.close(table)
     except BaseException:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 
-from rnce.imaging.io import load_image, nifti
+from rnce.imaging.io import ImageError, field_of_view_problem, load_image, nifti
 from rnce.imaging.template import head_template, load_template
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,9 @@ def register_to_template(path, transform: str = "Similarity", template: str | No
     if transform not in TRANSFORMS:
         raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
     img = load_image(path)
+    too_small = field_of_view_problem(img)
+    if too_small:
+        raise ImageError(f"{path}: {too_small}")
     t1, mask = load_template(template, resolution)
     if brain_extracted:
         fixed = ants.from_nibabel_nifti(t1)
