@@ -5,7 +5,7 @@ import os
 from snakemake.utils import min_version, validate
 
 from rnce.cluster import check_executor
-from rnce.workflow_config import check_config, make_canonical
+from rnce.workflow_config import cancel_scheduler_timers, check_config, make_canonical
 
 min_version("9.0")
 
@@ -31,6 +31,15 @@ make_canonical(config)  # key order must not decide what reruns
 # Before any job: a SLURM run stops at once when the controller does not answer.
 onstart:
     check_executor(workflow.executor_plugin.name if workflow.executor_plugin else None)
+
+
+# After the run: Snakemake exits now, not when its last re-selection timer fires (profiles/default).
+onsuccess:
+    cancel_scheduler_timers()
+
+
+onerror:
+    cancel_scheduler_timers()
 
 
 

@@ -399,3 +399,15 @@ def test_cohort_template_is_valid_and_paper_sized():
     assert template["ssl"]["stage1"]["epochs"] >= 100 and template["ldsc"]["intercept_h2"] is None
     text = (ROOT / "config" / "cohort_template.yaml").read_text()
     assert "every key has a default" in text.lower()
+
+
+def test_snakemake_exits_when_the_run_ends(tmp_path):
+    """profiles/default's long re-selection timespan leaves timers waiting; onsuccess cancels them, so the
+    process ends with its run (it used to linger one whole timespan after 'Elapsed time')."""
+    start = time.monotonic()
+    result = run_snakemake("--cores", "2", "--configfile", str(TINY_CONFIG), "--directory", str(tmp_path),
+                           "results_tiny/demo/ground_truth.json")
+    wall = time.monotonic() - start
+    assert result.returncode == 0, result.stderr[-2000:]
+    h, m, s = re.search(r"Elapsed time: (\d+):(\d+):([\d.]+)", result.stdout + result.stderr).groups()
+    assert wall - (3600 * int(h) + 60 * int(m) + float(s)) < 12

@@ -68,3 +68,15 @@ def check_config(config: dict, schema_path: str) -> None:
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) in the config ({schema_path} is the contract):\n  "
                           + "\n  ".join(problems))
+
+
+def cancel_scheduler_timers() -> int:
+    """Cancel the re-selection timers Snakemake's job rate limiter leaves waiting (non-daemon threads: the
+    process would not exit until the last fired). Called by the Snakefile's onsuccess/onerror; returns how
+    many were cancelled."""
+    import threading
+
+    timers = [t for t in threading.enumerate() if isinstance(t, threading.Timer) and t.is_alive()]
+    for timer in timers:
+        timer.cancel()
+    return len(timers)

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 REPORT_COLUMNS = ["step", "samples_before", "samples_removed", "variants_before", "variants_removed", "note"]
 SEX_CODES = {"1": "M", "2": "F", "0": None}
+PCA_SEED = 1
 PRUNING_FLOOR = 50  # plink2 --indep-pairwise stops (exit 13) with fewer samples
 
 
@@ -151,7 +152,8 @@ def principal_components(qc_prefix: str, n_pcs: int, approx_above: int, out: str
     opts = {"threads": threads, "memory_mb": memory_mb}
     try:
         run("plink2", "--bfile", qc_prefix, "--indep-pairwise", "50", "5", "0.2", out=f"{work}/prune", **opts)
-        mode = ["--pca", "approx", str(n_pcs)] if n > approx_above else ["--pca", str(n_pcs)]
+        # --pca approx draws random vectors: a fixed seed makes a rerun give the same PCs (plink2 seeds from the clock)
+        mode = ["--pca", "approx", str(n_pcs), "--seed", str(PCA_SEED)] if n > approx_above else ["--pca", str(n_pcs)]
         run("plink2", "--bfile", qc_prefix, "--extract", f"{work}/prune.prune.in", *mode, out=f"{work}/pca", **opts)
         pcs = pd.read_csv(f"{work}/pca.eigenvec", sep=r"\s+", dtype={"#FID": str, "IID": str, "FID": str})
     finally:
