@@ -7,7 +7,7 @@ LDSC_VENV := .venv-ldsc
 CORES ?= 2
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test venv system system-test slurm-profile dryrun clean
+.PHONY: demo test study venv system system-test slurm-profile dryrun clean
 
 demo: system venv
 	snakemake --cores $(CORES) all
@@ -48,3 +48,7 @@ dryrun: venv
 
 clean:
 	rm -rf results logs .snakemake
+
+# The planted study (config/study.yaml, results_study/): about 2 hours on 2 cores; prints Figure 2 and the criteria
+study: system venv
+	$(VENV)/bin/python benchmarks/planted_study.py --cores $(CORES)

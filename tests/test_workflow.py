@@ -17,7 +17,8 @@ import pytest
 import yaml
 from conftest import ROOT, TINY_CONFIG, good_table, run_snakemake
 
-CONFIGS = [ROOT / "config" / "config.yaml", ROOT / "config" / "genetics_scale.yaml", TINY_CONFIG]
+CONFIGS = [ROOT / "config" / "config.yaml", ROOT / "config" / "genetics_scale.yaml", ROOT / "config" / "study.yaml",
+           TINY_CONFIG]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
