@@ -91,6 +91,14 @@ def test_aggregator_learns_and_embeddings_cover_every_image(store, tmp_path):
     assert len(written) == len(table) == 48
     assert list(written.columns[:3]) == ["participant_id", "session_id", "cohort"]
     assert written.shape[1] == 3 + 8 and np.isfinite(written.iloc[:, 3:].to_numpy()).all()
+    # the diagnostics: every box's stage-1 representation and the embedding, probed on held-out folds
+    from rnce.ssl.diagnostics import COLUMNS, diagnostics
+
+    diag = diagnostics("rnce", str(store), ["pre"], encoders, job["out"]["model"], str(store / "auxiliary.tsv"),
+                       str(store / "auxiliary_boxes.json"), [], str(tmp_path / "diagnostics.tsv"))
+    assert list(diag.columns) == COLUMNS and len(diag) == len(encoders) + 1
+    assert set(diag["representation"]) == {"stage1", "embedding"} and (diag["n_images"] == 48).all()
+    assert np.isfinite(diag["cv_r2"]).all() and (diag["cv_r2"] <= 1).all()
     # 18 boxes of one auxiliary column each: one of the two views covers >= 9 columns, not < B = 9
     small = ssl_job(store, "rnce", "aggregator", tmp_path, box=None, epochs=1, batch_size=9, encoders=encoders)
     with pytest.raises(ValueError, match="increase the batch size"):
@@ -210,3 +218,22 @@ def test_missing_auxiliary_value_names_file_row_and_column(store, tmp_path):
     aux.to_csv(bad / "auxiliary.tsv", sep="\t", index=False)
     with pytest.raises(ValueError, match=r"auxiliary.tsv: 1 image.*row 5 \(cohort pre\), column lh_parietal_feature"):
         build(ssl_job(bad, "rnce", "encoder", tmp_path), torch.device("cpu"))
+
+
+def test_diagnostics_probe_finds_a_linear_signal_and_not_noise():
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import cross_val_predict
+
+    from rnce.ssl.diagnostics import cv_r2
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 20))
+    y = np.column_stack([x[:, :3] @ [1.0, -0.5, 0.3] + 0.3 * rng.normal(size=300), rng.normal(size=300)])
+    r2 = cv_r2(x, y)
+    assert r2[0] > 0.85 and -0.1 < r2[1] < 0.05  # noise: out-of-fold R^2 at or a little below 0
+    # the same as scikit-learn's RidgeCV (leave-one-out penalty) on the same folds, to a few thousandths
+    order = np.random.default_rng(0).permutation(300)
+    folds = [(np.setdiff1d(order, order[k::5]), order[k::5]) for k in range(5)]
+    reference = cross_val_predict(RidgeCV(alphas=np.logspace(-3, 4, 15)), (x - x.mean(0)) / x.std(0), y[:, 0],
+                                  cv=folds)
+    assert abs(r2[0] - (1 - ((y[:, 0] - reference) ** 2).sum() / ((y[:, 0] - y[:, 0].mean()) ** 2).sum())) < 0.01

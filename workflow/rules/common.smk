@@ -212,7 +212,7 @@ def ssl_outputs():
     if not pretrain_cohorts():
         return []
     return expand(f"{RESULTS}/embeddings/{{method}}.tsv", method=SSL_METHODS) + expand(
-        f"{RESULTS}/ssl/{{method}}/loss_curves.png", method=SSL_METHODS)
+        f"{RESULTS}/ssl/{{method}}/loss_curves.png", method=SSL_METHODS) + diagnostics_outputs()
 
 
 def evaluate_cohorts():

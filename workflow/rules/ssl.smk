@@ -4,6 +4,35 @@
 # checkpoints under {results}/ssl/checkpoints/ and resume from them when rerun.
 
 
+def diagnostic_cohorts():
+    """The imaged evaluate cohorts: images the SSL methods never trained on."""
+    return [c for c in evaluate_cohorts() if c in IMAGED]
+
+
+def diagnostics_inputs(wildcards):
+    """Input function of ssl_diagnostics: one method's models, the evaluate cohorts' patch shards, the
+    auxiliary matrix, and the simulated world's truth where an evaluate cohort is simulated."""
+    inputs = {"encoders": method_encoders(wildcards), "aggregator": f"{RESULTS}/ssl/{wildcards.method}/aggregator.pt",
+              "shards": [f"{PATCHES}/{c}/shard-{s}" for c in diagnostic_cohorts() for s in shards(c)],
+              "auxiliary": f"{RESULTS}/features/auxiliary.tsv", "auxiliary_boxes": f"{RESULTS}/features/auxiliary_boxes.json"}
+    if any(c in SIMULATED for c in diagnostic_cohorts()):
+        inputs["truth"] = f"{SIM_DIR}/truth"
+    return inputs
+
+
+def diagnostics_latents(wildcards):
+    """Params function: the planted latents of the simulated evaluate cohorts."""
+    return [f"{SIM_DIR}/truth/{c}_latent.tsv" for c in diagnostic_cohorts() if c in SIMULATED]
+
+
+def diagnostics_outputs():
+    """The diagnostics of every contrastive method, where an evaluate cohort has images."""
+    if not diagnostic_cohorts() or not pretrain_cohorts():
+        return []
+    methods = [m for m in SSL_METHODS if m in ("rnce", "simclr", "barlow_twins")]
+    return expand(f"{RESULTS}/ssl/{{method}}/diagnostics.tsv", method=methods)
+
+
 rule ssl_encoder:
     input:
         unpack(rnce_auxiliary),
@@ -126,6 +155,33 @@ rule embed:
         "../../envs/ssl.yaml"
     script:
         "../scripts/embed.py"
+
+
+rule ssl_diagnostics:
+    input:
+        unpack(diagnostics_inputs),
+    output:
+        f"{RESULTS}/ssl/{{method}}/diagnostics.tsv",
+    params:
+        cohorts=diagnostic_cohorts(),
+        patch_root=PATCHES,
+        boxes=BOXES,
+        latents=diagnostics_latents,
+    wildcard_constraints:
+        method="rnce|simclr|barlow_twins",
+    log:
+        f"{RESULTS}/logs/ssl/{{method}}/diagnostics.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/ssl/{{method}}/diagnostics.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../../envs/ssl.yaml"
+    script:
+        "../scripts/ssl_diagnostics.py"
 
 
 rule ssl_curves:

@@ -1,0 +1,7 @@
+from rnce.logs import to_file
+from rnce.ssl.diagnostics import diagnostics
+
+to_file(snakemake.log[0])
+p, i = snakemake.params, snakemake.input
+diagnostics(snakemake.wildcards.method, p.patch_root, p.cohorts, dict(zip(p.boxes, i.encoders, strict=True)),
+            i.aggregator, i.auxiliary, i.auxiliary_boxes, p.latents, snakemake.output[0], snakemake.threads)
