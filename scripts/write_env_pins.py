@@ -74,9 +74,8 @@ def closure(requirements: list[Requirement]) -> set[str]:
         except metadata.PackageNotFoundError:
             raise SystemExit(f"{req.name} is not installed here: run this script with .venv/bin/python "
                              "after `make venv`") from None
-        for wanted in ("", *req.extras):
-            todo += [(Requirement(r), wanted) for r in requires
-                     if Requirement(r).marker is None or Requirement(r).marker.evaluate({"extra": wanted})]
+        parsed = [Requirement(r) for r in requires]
+        todo += [(r, wanted) for wanted in ("", *req.extras) for r in parsed]  # markers are checked when popped
     return {key.split("[")[0] for key in seen}
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT
+from packaging.utils import canonicalize_name
 
 # import name -> package name in conda-forge / PyPI
 PACKAGE = {"ants": "antspyx", "yaml": "pyyaml", "bids": "pybids", "sklearn": "scikit-learn",
@@ -74,11 +75,9 @@ def programs_called(script: Path) -> set[str]:
 
 def _lock(path: Path) -> dict[str, str]:
     lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
-    return {_canonical(name): version for name, _, version in (line.partition("==") for line in lines if line)}
+    return {canonicalize_name(name.strip()): version
+            for name, _, version in (line.partition("==") for line in lines if line)}
 
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
 def _env_packages(env: Path) -> dict[str, str]:
@@ -89,7 +88,7 @@ def _env_packages(env: Path) -> dict[str, str]:
             for item in dep.get("pip", []):
                 if not item.startswith("-e"):
                     name, _, version = item.partition("==")
-                    packages[_canonical(name)] = version
+                    packages[canonicalize_name(name.strip())] = version
         else:
             name, _, version = dep.partition("=")
             packages[name.lower()] = version

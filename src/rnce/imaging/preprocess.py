@@ -2,7 +2,8 @@
 
 Each image's own tissue classes (:mod:`rnce.imaging.segment`: its FreeSurfer
 ``aseg.mgz`` moved with its transform where the row names one that matches,
-else a segmentation of the registered image) are stored beside its patches. An image that cannot be read, registered, or that fails
+else a segmentation of the registered image) are stored beside its patches.
+An image that cannot be read, registered, or that fails
 QC (``template_correlation`` below the threshold, or a segmentation that finds
 fewer than three tissue classes) is listed in the QC table with ``passed``
 false and its reason, and left out of the patch store (so out of training);

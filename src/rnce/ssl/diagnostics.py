@@ -86,16 +86,25 @@ def diagnostics(method: str, patch_root: str, cohorts: list[str], encoders: dict
         truth = ids[["participant_id", "session_id"]].merge(truth, on=["participant_id", "session_id"], how="left")
         if "focal_thinning" in truth and truth["focal_thinning"].notna().all():
             targets["focal_thinning"] = truth["focal_thinning"].to_numpy(float)
+        else:
+            log.warning("%s: no focal_thinning for every image in %s: that target is left out", method, latents)
     keep = aux[[c for cols in boxes.values() for c in cols]].notna().all(axis=1).to_numpy()
+    if not keep.all():
+        log.warning("%s: %d of %d images have no row in %s (excluded from the features): left out", method,
+                    int((~keep).sum()), len(keep), auxiliary)
+    if keep.sum() < 10:
+        raise ValueError(f"{auxiliary}: only {int(keep.sum())} of the {len(keep)} images of cohorts {cohorts} in the "
+                         "patch store have auxiliary features; the diagnostics need at least 10")
     rows = []
-    reps = box_representations(images, encoders, device).numpy()
+    box_reps = box_representations(images, encoders, device)
+    reps = box_reps.numpy()
     for b, box in enumerate(encoders):
         x = reps[keep, b, :]
         rows.append([method, "stage1", box, "auxiliary", float(np.nanmean(cv_r2(x, aux.loc[keep, boxes[box]]))),
                      int(keep.sum())])
         rows += [[method, "stage1", box, name, float(cv_r2(x, y[keep])[0]), int(keep.sum())]
                  for name, y in targets.items()]
-    embedding = image_representations(method, images, encoders, aggregator, device)[keep]
+    embedding = image_representations(method, images, encoders, aggregator, device, box_reps=box_reps)[keep]
     columns = sorted({c for cols in boxes.values() for c in cols})
     rows.append([method, "embedding", "all", "auxiliary", float(np.nanmean(cv_r2(embedding, aux.loc[keep, columns]))),
                  int(keep.sum())])

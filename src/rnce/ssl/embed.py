@@ -32,8 +32,9 @@ def _load(path: str) -> dict:
 
 @torch.no_grad()
 def image_representations(method: str, images: Images, encoders: dict[str, str] | None, model_path: str,
-                          device: torch.device, batch: int = 32) -> np.ndarray:
-    """images x rep_dim representations of ``images`` by one method's frozen models."""
+                          device: torch.device, batch: int = 32, box_reps: torch.Tensor | None = None) -> np.ndarray:
+    """images x rep_dim representations of ``images`` by one method's frozen models (contrastive methods:
+    ``box_reps``, the stage-1 representations in ``encoders`` order, when the caller has them already)."""
     saved = _load(model_path)
     m = saved["model"]
     if method in CONTRASTIVE:
@@ -44,8 +45,11 @@ def image_representations(method: str, images: Images, encoders: dict[str, str] 
         aggregator = Aggregator(len(names), m["rep_dim"], m["aggregator_depth"], m["aggregator_heads"])
         aggregator.load_state_dict(saved["state_dict"])
         aggregator.to(device).eval()
-        reps, _, _ = standardise(box_representations(images, {b: encoders[b] for b in names}, device),
-                                 saved["rep_mean"], saved["rep_sd"])
+        if box_reps is None:
+            box_reps = box_representations(images, {b: encoders[b] for b in names}, device)
+        else:  # the aggregator's box order
+            box_reps = box_reps[:, [list(encoders).index(b) for b in names]]
+        reps, _, _ = standardise(box_reps, saved["rep_mean"], saved["rep_sd"])
         boxes = torch.arange(len(names), device=device)
         return torch.cat([aggregator(reps[s:s + 256].to(device), boxes).float().cpu()
                           for s in range(0, len(reps), 256)]).numpy()
