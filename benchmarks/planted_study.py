@@ -38,8 +38,8 @@ FS_CARRIED = ["ad_vs_cn", "mci_vs_cn", "ad_vs_mci", "conversion_3y", "age"]
 
 def run_study(cores: int) -> float:
     start = time.monotonic()
-    subprocess.run([str(Path(sys.executable).with_name("snakemake")), "all", "--cores", str(cores), "--configfile",
-                    str(CONFIG)], cwd=ROOT, check=True)
+    subprocess.run([str(Path(sys.executable).with_name("snakemake")), "all", "--cores", str(cores), "--rerun-incomplete",
+                    "--configfile", str(CONFIG)], cwd=ROOT, check=True)
     return time.monotonic() - start
 
 
@@ -95,6 +95,34 @@ def print_diagnostics(results: Path) -> None:
           .round(3).to_string())
 
 
+def tail_share(loss: pd.Series) -> float:
+    """The share of a loss curve's whole fall that came in its last fifth of epochs (near 0: flattened)."""
+    smooth = loss.rolling(3, min_periods=1, center=True).mean().to_numpy()
+    last = max(1, len(smooth) // 5)
+    fall = smooth[0] - smooth[-1]
+    return float((smooth[-last - 1] - smooth[-1]) / fall) if fall > 0 else float("nan")
+
+
+def print_loss_curves(results: Path) -> None:
+    """Per method and stage: first and last loss and how much of the fall came in the last fifth of the
+    epochs (the curves themselves: {results}/ssl/<method>/loss_curves.png)."""
+    rows = []
+    for path in sorted((results / "ssl").glob("*/metrics/*.tsv")):
+        loss = pd.read_csv(path, sep="\t")["loss"]
+        stage = "aggregator" if path.stem == "aggregator" else "encoder" if path.stem.startswith("encoder_") \
+            else path.stem
+        rows.append({"method": path.parts[-3], "stage": stage, "epochs": len(loss), "first": loss.iat[0],
+                     "last": loss.iat[-1], "last_fifth_share": tail_share(loss)})
+    if not rows:
+        return
+    table = pd.DataFrame(rows).groupby(["method", "stage"]).agg(
+        models=("epochs", "size"), epochs=("epochs", "max"), first=("first", "median"), last=("last", "median"),
+        last_fifth_share=("last_fifth_share", "median"), worst_last_fifth=("last_fifth_share", "max"))
+    print("\nLoss curves (median over a stage's models; last_fifth_share: the share of the loss's fall that came "
+          "in the last fifth of the epochs, near 0 when flattened)")
+    print(table.round(3).to_string())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cores", type=int, default=2)
@@ -111,6 +139,7 @@ def main() -> None:
     print("\nPermutation p-values, R-NCE against each set")
     print(rnce[["task", "feature_set_a", "feature_set_b", "difference", "p_value"]].to_string(index=False))
     print_diagnostics(results)
+    print_loss_curves(results)
     print("\nCriteria")
     for name, ok, text in criteria(scores, pvalues, results):
         print(f"  {name}. {'met' if ok else 'NOT met' if ok is not None else 'n/a'}: {text}")

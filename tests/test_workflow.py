@@ -28,6 +28,17 @@ def test_dag_builds_for_every_config(config, tmp_path):
     assert "simulate" in result.stdout
 
 
+def test_study_config_plans_unchanged_through_the_slurm_profile(tmp_path):
+    """config/study.yaml runs as it is on a GPU cluster (issue 14): the SLURM profile plans every stage,
+    the 2 x 18 encoders included."""
+    result = run_snakemake("all", "-n", "--profile", str(ROOT / "profiles" / "slurm"), "--configfile",
+                           str(ROOT / "config" / "study.yaml"), "--directory", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stdout.split("Job stats")[1].split("total")[0]
+    counts = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+    assert counts["ssl_encoder"] == 36 and counts["ssl_aggregator"] == 2 and counts["gwas_glm"] >= 1, counts
+
+
 def _config_with(tmp_path: Path, **changes) -> Path:
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config.update(changes)
