@@ -92,7 +92,7 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     images = Images(OUT / "store", ["bench"])
-    dataset = PatchViews(images, args.box, patch_transform(), None, seed=0)
+    dataset = PatchViews(images, args.box, patch_transform(voxel_mm=RESOLUTION), None, seed=0)
     n_steps = args.steps + 2
     if n_steps * args.batch > len(images):
         raise SystemExit(f"--images must be at least {n_steps * args.batch}")

@@ -153,31 +153,6 @@ def imaged_patch_shards(wildcards):
     return [f"{PATCHES}/{c}/shard-{s}" for c in IMAGED for s in shards(c)]
 
 
-def rnce_auxiliary(wildcards):
-    """Input function: the auxiliary matrix A, for R-NCE only (the other methods do not rerun with ComBat)."""
-    if wildcards.method != "rnce":
-        return {}
-    return {"auxiliary": f"{RESULTS}/features/auxiliary.tsv",
-            "auxiliary_boxes": f"{RESULTS}/features/auxiliary_boxes.json"}
-
-
-def encoder_settings(wildcards):
-    """Params function: the ssl settings a stage-1 job depends on."""
-    return ssl_jobs.settings(config["ssl"], wildcards.method, "encoder")
-
-
-def aggregator_settings(wildcards):
-    return ssl_jobs.settings(config["ssl"], wildcards.method, "aggregator")
-
-
-def reconstruction_settings(wildcards):
-    return ssl_jobs.settings(config["ssl"], wildcards.method, "model")
-
-
-def method_encoders(wildcards):
-    return expand(f"{RESULTS}/ssl/{wildcards.method}/encoders/{{box}}.pt", box=BOXES)
-
-
 def ssl_metric_names(wildcards):
     """Params function: the training jobs of one method, in the order of ssl_metrics."""
     if wildcards.method in ("models_genesis", "lssl"):

@@ -4,6 +4,31 @@
 # checkpoints under {results}/ssl/checkpoints/ and resume from them when rerun.
 
 
+def rnce_auxiliary(wildcards):
+    """Input function: the auxiliary matrix A, for R-NCE only (the other methods do not rerun with ComBat)."""
+    if wildcards.method != "rnce":
+        return {}
+    return {"auxiliary": f"{RESULTS}/features/auxiliary.tsv",
+            "auxiliary_boxes": f"{RESULTS}/features/auxiliary_boxes.json"}
+
+
+def encoder_settings(wildcards):
+    """Params function: the ssl settings a stage-1 job depends on."""
+    return ssl_jobs.settings(config["ssl"], wildcards.method, "encoder", config["register"]["resolution_mm"])
+
+
+def aggregator_settings(wildcards):
+    return ssl_jobs.settings(config["ssl"], wildcards.method, "aggregator")
+
+
+def reconstruction_settings(wildcards):
+    return ssl_jobs.settings(config["ssl"], wildcards.method, "model")
+
+
+def method_encoders(wildcards):
+    return expand(f"{RESULTS}/ssl/{wildcards.method}/encoders/{{box}}.pt", box=BOXES)
+
+
 def diagnostic_cohorts():
     """The imaged evaluate cohorts: images the SSL methods never trained on."""
     return [c for c in evaluate_cohorts() if c in IMAGED]

@@ -29,8 +29,9 @@ def kind_of(method: str, stage: str) -> str:
     return stage
 
 
-def settings(ssl: dict, method: str, stage: str) -> dict:
-    """The part of the ``ssl`` config one job of ``method`` at ``stage`` depends on."""
+def settings(ssl: dict, method: str, stage: str, voxel_mm: float = 1.0) -> dict:
+    """The part of the ``ssl`` config one job of ``method`` at ``stage`` depends on
+    (``voxel_mm``: the patch grid's voxel size, for the encoders' augmentations)."""
     kind = kind_of(method, stage)
     out = {
         "model": {k: ssl[k] for k in MODEL_KEYS[kind]},
@@ -42,6 +43,7 @@ def settings(ssl: dict, method: str, stage: str) -> dict:
     }
     if kind == "encoder":
         out["augment"] = dict(ssl["augment"])
+        out["voxel_mm"] = float(voxel_mm)
     return out
 
 

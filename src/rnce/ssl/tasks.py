@@ -152,7 +152,7 @@ def box_representations(images: Images, encoders: dict[str, str], device: torch.
 def build(job: dict, device: torch.device) -> Task:
     """The task of a job dict: ``kind``, ``method``, ``box``, ``patch_root``, ``cohorts``,
     ``auxiliary`` / ``auxiliary_boxes`` (R-NCE), ``encoders`` (aggregator), ``visits``
-    (LSSL), ``model``, ``train``, ``loss``, ``augment``, ``seed``."""
+    (LSSL), ``model``, ``train``, ``loss``, ``augment``, ``voxel_mm``, ``seed``."""
     kind, method = job["kind"], job["method"]
     if method not in METHODS:
         raise ValueError(f"unknown SSL method {method!r}; known: {list(METHODS)}")
@@ -168,7 +168,8 @@ def build(job: dict, device: torch.device) -> Task:
         images.read_labels(0, job["box"])  # a store without labels fails here, before training starts
         if aux is not None:
             aux = aux[:, [list(aux_table.columns).index(c) for c in box_columns[job["box"]]]]
-        dataset = PatchViews(images, job["box"], patch_transform(job["augment"]), aux, job["seed"])
+        transform = patch_transform(job["augment"], job.get("voxel_mm", 1.0))
+        dataset = PatchViews(images, job["box"], transform, aux, job["seed"])
         return Task(job, encoder_model(job["model"]), dataset, ids)
     if kind == "aggregator":
         names = list(job["encoders"])
