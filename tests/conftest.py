@@ -163,8 +163,8 @@ def write_patch_store(root: Path, n: int = 48, resolution: float = 6.0, seed: in
 
 
 def ssl_job(root: Path, method: str, stage: str, out: Path, box: str | None = "lh_parietal", epochs: int = 2,
-            batch_size: int = 16, **extra) -> dict:
-    """A small CPU job over :func:`write_patch_store`'s store."""
+            batch_size: int = 16, augment: dict | None = None, **extra) -> dict:
+    """A small CPU job over :func:`write_patch_store`'s store (``augment`` overrides its augmentations)."""
     from rnce.ssl.jobs import make_job
 
     ssl = {"rep_dim": 8, "encoder_widths": [4, 8, 8, 16, 16], "aggregator_depth": 1, "aggregator_heads": 2,
@@ -173,7 +173,7 @@ def ssl_job(root: Path, method: str, stage: str, out: Path, box: str | None = "l
            "stage1": {"epochs": epochs, "batch_size": batch_size, "learning_rate": 3e-3, "weight_decay": 0.0},
            "stage2": {"epochs": epochs, "batch_size": batch_size, "learning_rate": 3e-3, "weight_decay": 0.0},
            "reconstruction": {"epochs": epochs, "batch_size": 4, "learning_rate": 3e-3, "weight_decay": 0.0},
-           "augment": {"probability": 0.2, "tissue_labels": 0.05}}
+           "augment": {"probability": 0.2, "tissue_labels": 0.05, **(augment or {})}}
     from rnce.ssl.jobs import settings
 
     visits = pd.read_csv(root / "visits.tsv", sep="\t").to_dict("records")

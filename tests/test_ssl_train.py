@@ -45,7 +45,11 @@ def run_cli(job, tmp_path, name):
     ("rnce", "encoder", "lh_parietal"), ("simclr", "encoder", "lh_parietal"),
     ("barlow_twins", "encoder", "lh_parietal"), ("models_genesis", "model", None), ("lssl", "model", None)])
 def test_training_loss_falls(store, tmp_path, method, stage, box):
-    job = ssl_job(store, method, stage, tmp_path, box=box, epochs=12)
+    # Barlow Twins on the store's mildest views (each transform at p 0.2) starts at its floor: two nearly
+    # equal views give c_ii ~ 1 from the first step and the curve is batch noise (mean of the first three
+    # epochs 0.58, of the last three 0.80). At the package's default p 0.5 it falls: 1.94 -> 0.86.
+    augment = {"probability": 0.5} if method == "barlow_twins" else None
+    job = ssl_job(store, method, stage, tmp_path, box=box, epochs=12, augment=augment)
     metrics = train.run(job)
     assert len(metrics) == 12 and np.isfinite(metrics["loss"]).all()
     assert metrics["loss"].iloc[-3:].mean() < metrics["loss"].iloc[:3].mean()
