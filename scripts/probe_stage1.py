@@ -3,24 +3,62 @@ registered voxels (their first 200 principal components). Probed on a finished s
 rnce.ssl.diagnostics does (5-fold CV R^2): the box's auxiliary features (mean over columns) and the planted
 focal thinning. Reproduces the README's *Does it work?* stage-1 table from results_study/.
 
+Probe encoders that exist:
     python scripts/probe_stage1.py results_study rh_parietal results_study/ssl/{rnce,simclr}/encoders/rh_parietal.pt
+Train one variant first (config/study.yaml's ssl settings with overrides, on the study's pretrain store;
+about 2 minutes on one core), then probe it:
+    python scripts/probe_stage1.py results_study rh_parietal --train rnce --set aux_ridge=0 --set seed=1 \
+        --set stage1.learning_rate=0.001
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+import yaml
+from snakemake.utils import validate
 
+from rnce.ssl import train
 from rnce.ssl.data import ID_COLUMNS, Images
 from rnce.ssl.diagnostics import cv_r2
+from rnce.ssl.jobs import make_job, settings
 from rnce.ssl.tasks import box_representations
 
+ROOT = Path(__file__).resolve().parents[1]
 IDS = {"participant_id": str, "session_id": str}
+
+
+def study_ssl(overrides: list[str]) -> tuple[dict, float]:
+    """config/study.yaml's ssl block (schema defaults filled in) with ``key=value`` overrides (YAML values;
+    dotted keys reach into stage1/augment), and the register grid's voxel size."""
+    config = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    ssl = config["ssl"]
+    for item in overrides:
+        key, _, value = item.partition("=")
+        *parents, leaf = key.split(".")
+        node = ssl
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = yaml.safe_load(value)
+    return ssl, float(config["register"]["resolution_mm"])
+
+
+def train_variant(results: Path, box: str, method: str, overrides: list[str], out: Path) -> str:
+    ssl, voxel_mm = study_ssl(overrides)
+    features = results / "features"
+    job = make_job(method, "encoder", settings(ssl, method, "encoder", voxel_mm), str(results / "patches"),
+                   ["pretrain"], {"model": str(out / "encoder.pt"), "metrics": str(out / "metrics.tsv"),
+                                  "checkpoints": str(out / "checkpoints")}, box=box,
+                   auxiliary=str(features / "auxiliary.tsv"), auxiliary_boxes=str(features / "auxiliary_boxes.json"))
+    train.run(job)
+    return job["out"]["model"]
 
 
 def main() -> None:
@@ -28,9 +66,18 @@ def main() -> None:
     parser.add_argument("results", type=Path)
     parser.add_argument("box")
     parser.add_argument("encoders", nargs="*", help="stage-1 encoder files (.pt) of that box")
+    parser.add_argument("--train", choices=["rnce", "simclr", "barlow_twins"],
+                        help="train one encoder of this method first (study settings + --set)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an ssl setting of config/study.yaml, e.g. stage1.learning_rate=0.001")
+    parser.add_argument("--out", type=Path, help="where --train writes its encoder (default: a temporary folder)")
     parser.add_argument("--cohort", default="evaluate")
     parser.add_argument("--pcs", type=int, default=200)
     args = parser.parse_args()
+    encoders = list(args.encoders)
+    scratch = tempfile.TemporaryDirectory()
+    if args.train:
+        encoders.append(train_variant(args.results, args.box, args.train, args.set, args.out or Path(scratch.name)))
     images = Images(args.results / "patches", [args.cohort])
     ids = images.table[ID_COLUMNS].astype(str)
     aux = ids.merge(pd.read_csv(args.results / "features" / "auxiliary.tsv", sep="\t", dtype=IDS), on=ID_COLUMNS,
@@ -46,13 +93,15 @@ def main() -> None:
     voxels = images.batch(list(range(len(images))), args.box).reshape(len(images), -1).astype(float)
     u, s, _ = np.linalg.svd(voxels - voxels.mean(0), full_matrices=False)
     representations = {f"raw voxels, {args.pcs} principal components": u[:, :args.pcs] * s[:args.pcs]}
-    for path in args.encoders:
-        representations[path] = box_representations(images, {args.box: path}, torch.device("cpu"))[:, 0].numpy()
+    labels = [*args.encoders, *([f"{args.train} {' '.join(args.set) or 'as in the study'}"] if args.train else [])]
+    for label, path in zip(labels, encoders, strict=True):
+        representations[label] = box_representations(images, {args.box: path}, torch.device("cpu"))[:, 0].numpy()
     print(f"{args.box}: {int(keep.sum())} {args.cohort} images; 5-fold CV R^2")
     for name, x in representations.items():
         r2_aux = float(np.nanmean(cv_r2(x[keep], aux.loc[keep, columns].to_numpy(float))))
         r2_focal = float(cv_r2(x[keep], focal[keep])[0])
         print(f"  {name}: auxiliary {r2_aux:.3f}, focal thinning {r2_focal:.3f}")
+    scratch.cleanup()
 
 
 if __name__ == "__main__":

@@ -168,8 +168,8 @@ def ssl_job(root: Path, method: str, stage: str, out: Path, box: str | None = "l
     from rnce.ssl.jobs import make_job
 
     ssl = {"rep_dim": 8, "encoder_widths": [4, 8, 8, 16, 16], "aggregator_depth": 1, "aggregator_heads": 2,
-           "unet_base": 2, "unet_depth": 2, "temperature": 0.2, "aux_weight": 1.0, "barlow_lambda": 5e-3,
-           "lssl_weight": 1.0, "seed": 0, "deterministic": True, "bf16": False,
+           "unet_base": 2, "unet_depth": 2, "temperature": 0.2, "aux_weight": 1.0, "aux_ridge": 1.0,
+           "barlow_lambda": 5e-3, "lssl_weight": 1.0, "seed": 0, "deterministic": True, "bf16": False,
            "stage1": {"epochs": epochs, "batch_size": batch_size, "learning_rate": 3e-3, "weight_decay": 0.0},
            "stage2": {"epochs": epochs, "batch_size": batch_size, "learning_rate": 3e-3, "weight_decay": 0.0},
            "reconstruction": {"epochs": epochs, "batch_size": 4, "learning_rate": 3e-3, "weight_decay": 0.0},

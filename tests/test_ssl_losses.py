@@ -99,6 +99,32 @@ def test_rnce_loss_is_the_weighted_sum_of_its_terms():
     assert rnce_loss(h1, h2, (aux, aux2)).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_rnce_aux_ridge_tells_an_h_that_carries_a_from_a_random_one_when_b_is_close_to_d():
+    """At B = 96, d = 64 the exact projection fits two thirds of any A by chance; the shrunk fit does not."""
+    g = torch.Generator().manual_seed(5)
+    b, d, k = 96, 64, 5
+    aux = torch.randn(b, k, generator=g)
+    random_h = torch.randn(b, d, generator=g)
+    carrying = torch.cat([aux @ torch.randn(k, k, generator=g) * 3, torch.randn(b, d - k, generator=g)], dim=1)
+
+    def explained(h, ridge):
+        r, _ = rnce_residuals(h, aux, ridge)
+        return 1 - r.pow(2).sum().item() / aux.pow(2).sum().item()
+
+    assert explained(random_h, 0.0) > 0.6  # the chance fit of eq. (2): about d / B
+    assert explained(random_h, 1.0) < 0.5
+    assert explained(carrying, 1.0) > 0.85
+    # the margin between carrying A and not carrying it is half as large again under the shrunk fit
+    assert explained(carrying, 1.0) - explained(random_h, 1.0) > 1.4 * (explained(carrying, 0.0)
+                                                                        - explained(random_h, 0.0))
+    # R' is the exact residual whatever the shrinkage; ridge 0 is eq. (2) itself
+    assert torch.equal(rnce_residuals(random_h, aux, 1.0)[1], rnce_residuals(random_h, aux)[1])
+    h2 = torch.randn(b, d, generator=g)
+    assert rnce_loss(random_h, h2, aux, aux_ridge=0.0).item() == pytest.approx(rnce_loss(random_h, h2, aux).item())
+    with pytest.raises(ValueError, match="aux_ridge"):
+        rnce_loss(random_h, h2, aux, aux_ridge=-1.0)
+
+
 @pytest.mark.parametrize("b,d,k", [(8, 8, 2), (8, 4, 8), (8, 10, 2)])
 def test_rnce_needs_batch_larger_than_d_and_k(b, d, k):
     with pytest.raises(ValueError, match="B > d and B > k"):

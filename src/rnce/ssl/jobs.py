@@ -13,8 +13,8 @@ MODEL_KEYS = {
     "models_genesis": ("rep_dim", "unet_base", "unet_depth"),
     "lssl": ("rep_dim", "unet_base", "unet_depth"),
 }
-LOSS_KEYS = {"rnce": ("temperature", "aux_weight"), "simclr": ("temperature",), "barlow_twins": ("barlow_lambda",),
-             "models_genesis": (), "lssl": ("lssl_weight",)}
+LOSS_KEYS = {"rnce": ("temperature", "aux_weight", "aux_ridge"), "simclr": ("temperature",),
+             "barlow_twins": ("barlow_lambda",), "models_genesis": (), "lssl": ("lssl_weight",)}
 TRAINING_BLOCK = {"encoder": "stage1", "aggregator": "stage2", "models_genesis": "reconstruction",
                   "lssl": "reconstruction"}
 

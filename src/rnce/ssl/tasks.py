@@ -56,7 +56,8 @@ def contrastive_loss(method: str, h1: Tensor, h2: Tensor, aux, settings: dict) -
         return losses.nt_xent(h1, h2, settings["temperature"])
     if method == "barlow_twins":
         return losses.barlow_twins(h1, h2, settings["barlow_lambda"])
-    return losses.rnce_loss(h1, h2, aux, settings["temperature"], settings["aux_weight"])
+    return losses.rnce_loss(h1, h2, aux, settings["temperature"], settings["aux_weight"],
+                            settings["aux_ridge"])
 
 
 def encoder_model(model: dict) -> PatchEncoder:
