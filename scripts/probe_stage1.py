@@ -45,7 +45,10 @@ def study_ssl(overrides: list[str]) -> tuple[dict, float]:
         *parents, leaf = key.split(".")
         node = ssl
         for parent in parents:
-            node = node[parent]
+            node = node.get(parent) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node or not value:
+            raise SystemExit(f"--set {item!r}: not KEY=VALUE with KEY an ssl setting of config/study.yaml "
+                             f"(e.g. aux_ridge, stage1.learning_rate, augment.flip)")
         node[leaf] = yaml.safe_load(value)
     return ssl, float(config["register"]["resolution_mm"])
 
