@@ -14,24 +14,21 @@ about 2 minutes on one core), then probe it:
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import yaml
 from snakemake.utils import validate
 
 from rnce.ssl import train
-from rnce.ssl.data import ID_COLUMNS, Images
-from rnce.ssl.diagnostics import cv_r2
+from rnce.ssl.data import Images
+from rnce.ssl.diagnostics import box_targets, cv_r2
 from rnce.ssl.jobs import make_job, settings
 from rnce.ssl.tasks import box_representations
 
 ROOT = Path(__file__).resolve().parents[1]
-IDS = {"participant_id": str, "session_id": str}
 
 
 def study_ssl(overrides: list[str]) -> tuple[dict, float]:
@@ -77,35 +74,29 @@ def main() -> None:
     parser.add_argument("--cohort", default="evaluate")
     parser.add_argument("--pcs", type=int, default=200)
     args = parser.parse_args()
-    encoders = list(args.encoders)
-    scratch = tempfile.TemporaryDirectory()
-    if args.train:
-        encoders.append(train_variant(args.results, args.box, args.train, args.set, args.out or Path(scratch.name)))
-    images = Images(args.results / "patches", [args.cohort])
-    ids = images.table[ID_COLUMNS].astype(str)
-    aux = ids.merge(pd.read_csv(args.results / "features" / "auxiliary.tsv", sep="\t", dtype=IDS), on=ID_COLUMNS,
-                    how="left")
-    boxes_path = args.results / "features" / "auxiliary_boxes.json"
-    boxes = json.loads(boxes_path.read_text())["boxes"]
-    if args.box not in boxes:
-        raise SystemExit(f"{boxes_path}: no box {args.box!r}; boxes: {sorted(boxes)}")
-    columns = boxes[args.box]
-    latent = pd.read_csv(args.results / "demo" / "truth" / f"{args.cohort}_latent.tsv", sep="\t", dtype=IDS)
-    focal = ids.merge(latent, on=["participant_id", "session_id"], how="left")["focal_thinning"].to_numpy(float)
-    keep = aux[columns].notna().all(axis=1).to_numpy() & np.isfinite(focal)
-    voxels = images.batch(list(range(len(images))), args.box).reshape(len(images), -1).astype(float)
-    u, s, _ = np.linalg.svd(voxels - voxels.mean(0), full_matrices=False)
-    representations = {f"raw voxels, {args.pcs} principal components": u[:, :args.pcs] * s[:args.pcs]}
-    labels = [*args.encoders, *([f"{args.train} {' '.join(args.set) or 'as in the study'}"] if args.train else [])]
-    for label, path in zip(labels, encoders, strict=True):
-        representations[label] = box_representations(images, {args.box: path}, torch.device("cpu"))[:, 0].numpy()
+    features = args.results / "features"
+    with tempfile.TemporaryDirectory() as scratch:
+        encoders = list(args.encoders)
+        if args.train:
+            encoders.append(train_variant(args.results, args.box, args.train, args.set, args.out or Path(scratch)))
+        images = Images(args.results / "patches", [args.cohort])
+        try:
+            keep, aux, focal = box_targets(images, str(features / "auxiliary.tsv"),
+                                           str(features / "auxiliary_boxes.json"), args.box,
+                                           str(args.results / "demo" / "truth" / f"{args.cohort}_latent.tsv"))
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
+        voxels = images.batch(list(range(len(images))), args.box).reshape(len(images), -1).astype(float)
+        u, s, _ = np.linalg.svd(voxels - voxels.mean(0), full_matrices=False)
+        representations = {f"raw voxels, {args.pcs} principal components": u[:, :args.pcs] * s[:args.pcs]}
+        labels = [*args.encoders, *([f"{args.train} {' '.join(args.set) or 'as in the study'}"] if args.train else [])]
+        for label, path in zip(labels, encoders, strict=True):
+            representations[label] = box_representations(images, {args.box: path}, torch.device("cpu"))[:, 0].numpy()
     print(f"{args.box}: {int(keep.sum())} {args.cohort} images; 5-fold CV R^2")
     for name, x in representations.items():
-        r2_aux = float(np.nanmean(cv_r2(x[keep], aux.loc[keep, columns].to_numpy(float))))
+        r2_aux = float(np.nanmean(cv_r2(x[keep], aux[keep])))
         r2_focal = float(cv_r2(x[keep], focal[keep])[0])
         print(f"  {name}: auxiliary {r2_aux:.3f}, focal thinning {r2_focal:.3f}")
-    scratch.cleanup()
-
 
 if __name__ == "__main__":
     main()

@@ -8,23 +8,19 @@ reported but not asserted: at this size (~200 pretrain images, 16-d representati
 method's encoder carries it (CV R^2 about -0.02 for both, seeds 0 and 1); at the study's size R-NCE's
 rh_parietal encoder reaches 0.14-0.42 and SimCLR's about 0 (README, *Does it work?*)."""
 
-import json
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from conftest import ROOT, run_snakemake
 from rnce.ssl import train
-from rnce.ssl.data import ID_COLUMNS, Images
-from rnce.ssl.diagnostics import cv_r2
+from rnce.ssl.data import Images
+from rnce.ssl.diagnostics import box_targets, cv_r2
 from rnce.ssl.jobs import make_job, settings
 from rnce.ssl.tasks import box_representations
 
 SMALL = ROOT / "tests" / "configs" / "small_study.yaml"
 BOX = "rh_parietal"  # holds one side of the focal thinning of the medial precuneus
-IDS = {"participant_id": str, "session_id": str}
 # config/study.yaml's stage 1 at a smaller width (rep_dim 16 so that a batch of 40 stays > d)
 SSL = {"rep_dim": 16, "encoder_widths": [4, 8, 8, 16, 32], "temperature": 0.1, "aux_weight": 1.0,
        "aux_ridge": 1.0, "seed": 0, "deterministic": False, "bf16": False, "augment": {},
@@ -44,16 +40,11 @@ def small_world(tmp_path_factory):
 def probes(results, encoder: str) -> dict[str, float]:
     """5-fold CV R^2 of the box's auxiliary features (mean over columns) and of the focal thinning."""
     images = Images(results / "patches", ["evaluate"])
-    ids = images.table[ID_COLUMNS].astype(str)
-    aux = ids.merge(pd.read_csv(results / "features" / "auxiliary.tsv", sep="\t", dtype=IDS), on=ID_COLUMNS,
-                    how="left")
-    columns = json.loads((results / "features" / "auxiliary_boxes.json").read_text())["boxes"][BOX]
-    truth = pd.read_csv(results / "demo" / "truth" / "evaluate_latent.tsv", sep="\t", dtype=IDS)
-    focal = ids.merge(truth, on=["participant_id", "session_id"], how="left")["focal_thinning"].to_numpy(float)
-    keep = aux[columns].notna().all(axis=1).to_numpy() & np.isfinite(focal)
+    keep, aux, focal = box_targets(images, str(results / "features" / "auxiliary.tsv"),
+                                   str(results / "features" / "auxiliary_boxes.json"), BOX,
+                                   str(results / "demo" / "truth" / "evaluate_latent.tsv"))
     x = box_representations(images, {BOX: encoder}, torch.device("cpu"))[:, 0].numpy()[keep]
-    return {"auxiliary": float(np.nanmean(cv_r2(x, aux.loc[keep, columns].to_numpy(float)))),
-            "focal_thinning": float(cv_r2(x, focal[keep])[0])}
+    return {"auxiliary": float(np.nanmean(cv_r2(x, aux[keep]))), "focal_thinning": float(cv_r2(x, focal[keep])[0])}
 
 
 def test_rnce_encoder_carries_the_auxiliary_features_of_unseen_images_better_than_simclr(small_world, tmp_path):

@@ -241,3 +241,26 @@ def test_diagnostics_probe_finds_a_linear_signal_and_not_noise():
     reference = cross_val_predict(RidgeCV(alphas=np.logspace(-3, 4, 15)), (x - x.mean(0)) / x.std(0), y[:, 0],
                                   cv=folds)
     assert abs(r2[0] - (1 - ((y[:, 0] - reference) ** 2).sum() / ((y[:, 0] - y[:, 0].mean()) ** 2).sum())) < 0.01
+
+
+def test_box_targets_align_auxiliary_and_focal_rows_with_the_store_and_mask_the_missing(store, tmp_path):
+    from rnce.ssl.data import Images
+    from rnce.ssl.diagnostics import box_targets
+
+    images = Images(store, ["pre"])
+    ids = images.table[["participant_id", "session_id"]]
+    latent = ids.assign(focal_thinning=np.arange(len(ids), dtype=float))
+    latent.loc[3, "focal_thinning"] = np.nan
+    latent.iloc[::-1].to_csv(tmp_path / "pre_latent.tsv", sep="\t", index=False)  # rows in another order
+    aux = pd.read_csv(store / "auxiliary.tsv", sep="\t")
+    aux.drop(index=aux.index[(aux["participant_id"] == ids.at[5, "participant_id"])
+                             & (aux["session_id"] == ids.at[5, "session_id"])]).to_csv(tmp_path / "aux.tsv",
+                                                                                        sep="\t", index=False)
+    keep, values, focal = box_targets(images, str(tmp_path / "aux.tsv"), str(store / "auxiliary_boxes.json"),
+                                      "lh_parietal", str(tmp_path / "pre_latent.tsv"))
+    assert focal[7] == 7 and np.isnan(focal[3])
+    assert not keep[3] and not keep[5] and keep.sum() == len(ids) - 2
+    assert values.shape == (len(ids), 1) and np.isnan(values[5]).all()
+    with pytest.raises(ValueError, match="auxiliary_boxes.json: no box 'nowhere'"):
+        box_targets(images, str(tmp_path / "aux.tsv"), str(store / "auxiliary_boxes.json"), "nowhere",
+                    str(tmp_path / "pre_latent.tsv"))

@@ -68,6 +68,24 @@ def cv_r2(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> np.nda
     return 1 - residual / np.where(total > 0, total, np.nan)
 
 
+def box_targets(images: Images, auxiliary: str, auxiliary_boxes: str, box: str, latent: str,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One box's probe targets on ``images``: a mask of the images that have them, the box's auxiliary
+    columns (images x k) and the planted focal thinning of a simulated cohort (``latent``: its
+    ``truth/<cohort>_latent.tsv``), each for all images (rows outside the mask are NaN)."""
+    ids = images.table[ID_COLUMNS].astype(str)
+    aux = ids.merge(pd.read_csv(auxiliary, sep="\t", dtype={"participant_id": str, "session_id": str}),
+                    on=ID_COLUMNS, how="left")
+    boxes = json.loads(open(auxiliary_boxes).read())["boxes"]
+    if box not in boxes:
+        raise ValueError(f"{auxiliary_boxes}: no box {box!r}; boxes: {sorted(boxes)}")
+    truth = pd.read_csv(latent, sep="\t", dtype={"participant_id": str, "session_id": str})
+    focal = ids.merge(truth, on=["participant_id", "session_id"], how="left")["focal_thinning"].to_numpy(float)
+    values = aux[boxes[box]].to_numpy(float)
+    keep = np.isfinite(values).all(axis=1) & np.isfinite(focal)
+    return keep, values, focal
+
+
 def diagnostics(method: str, patch_root: str, cohorts: list[str], encoders: dict[str, str], aggregator: str,
                 auxiliary: str, auxiliary_boxes: str, latents: list[str], out_path: str, threads: int = 1,
                 ) -> pd.DataFrame:
