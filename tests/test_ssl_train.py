@@ -100,8 +100,9 @@ def test_aggregator_learns_and_embeddings_cover_every_image(store, tmp_path):
 
     diag = diagnostics("rnce", str(store), ["pre"], encoders, job["out"]["model"], str(store / "auxiliary.tsv"),
                        str(store / "auxiliary_boxes.json"), [], str(tmp_path / "diagnostics.tsv"))
-    assert list(diag.columns) == COLUMNS and len(diag) == len(encoders) + 1
+    assert list(diag.columns) == COLUMNS and len(diag) == len(encoders) + 2
     assert set(diag["representation"]) == {"stage1", "embedding"} and (diag["n_images"] == 48).all()
+    assert (diag["box"] == "all").sum() == 2  # all boxes side by side (stage 1) and the embedding
     assert np.isfinite(diag["cv_r2"]).all() and (diag["cv_r2"] <= 1).all()
     # 18 boxes of one auxiliary column each: one of the two views covers >= 9 columns, not < B = 9
     small = ssl_job(store, "rnce", "aggregator", tmp_path, box=None, epochs=1, batch_size=9, encoders=encoders)
@@ -241,6 +242,20 @@ def test_diagnostics_probe_finds_a_linear_signal_and_not_noise():
     reference = cross_val_predict(RidgeCV(alphas=np.logspace(-3, 4, 15)), (x - x.mean(0)) / x.std(0), y[:, 0],
                                   cv=folds)
     assert abs(r2[0] - (1 - ((y[:, 0] - reference) ** 2).sum() / ((y[:, 0] - y[:, 0].mean()) ** 2).sum())) < 0.01
+
+
+def test_cv_r2_with_more_columns_than_images_does_not_interpolate():
+    """All boxes' representations side by side (18 x 64 columns sharing a few factors) on a few hundred
+    images: a penalty that interpolates has a vanishing leave-one-out residual over a vanishing 1 - leverage,
+    which must not win (it did: noise scored R^2 -0.9, a planted factor 0.62 instead of 0.78)."""
+    from rnce.ssl.diagnostics import cv_r2
+
+    rng = np.random.default_rng(0)
+    factors = rng.normal(size=(300, 30))
+    x = factors @ rng.normal(size=(30, 600)) + 0.3 * rng.normal(size=(300, 600))
+    y = factors[:, 0] + 0.5 * rng.normal(size=300)  # R^2 of the truth: 0.8
+    assert cv_r2(x, y)[0] > 0.7
+    assert abs(cv_r2(x, rng.normal(size=300))[0]) < 0.05  # noise: about 0, not a large negative figure
 
 
 def test_box_targets_align_auxiliary_and_focal_rows_with_the_store_and_mask_the_missing(store, tmp_path):

@@ -1,7 +1,8 @@
 """What a contrastive method's representations carry, on images it never trained on (the evaluate cohorts).
 
-For each box, the stage-1 encoder's representation of the box's patch; for the whole image, the stage-2
-embedding (the aggregator's output). Each is probed with 5-fold cross-validated ridge regression (the
+For each box, the stage-1 encoder's representation of the box's patch; all boxes' stage-1 representations
+side by side (box ``all``: what stage 2 has to work with); for the whole image, the stage-2 embedding (the
+aggregator's output). Each is probed with 5-fold cross-validated ridge regression (the
 penalty chosen inside each training part by exact leave-one-out from a log grid) for
 
 - ``auxiliary``: the harmonized, z-scored FreeSurfer features of the box (stage 1) or all of them
@@ -29,19 +30,26 @@ from rnce.ssl.tasks import box_representations
 
 log = logging.getLogger(__name__)
 
-L2_GRID = np.logspace(-3, 4, 15)
+L2_GRID = np.logspace(-3, 6, 19)
+MAX_LEVERAGE = 0.95
 COLUMNS = ["method", "representation", "box", "target", "cv_r2", "n_images"]
 
 
 def _loo_ridge(x: np.ndarray, y: np.ndarray) -> float:
-    """The penalty of the grid with the smallest exact leave-one-out error (x, y centred)."""
+    """The penalty of the grid with the smallest exact leave-one-out error (x, y centred).
+
+    Penalties under which some row's leverage exceeds ``MAX_LEVERAGE`` are skipped: with more columns than
+    rows (all boxes' representations side by side) a small penalty interpolates, the residual and 1 - leverage
+    both vanish, and their ratio, noise, would choose it."""
     u, s, _ = np.linalg.svd(x, full_matrices=False)
     uty = u.T @ y
-    best, best_err = L2_GRID[0], np.inf
+    best, best_err = L2_GRID[-1], np.inf
     for l2 in L2_GRID:
         shrink = s**2 / (s**2 + l2)
-        fitted = u @ (shrink[:, None] * uty)
         leverage = (u**2 * shrink).sum(axis=1)
+        if leverage.max() > MAX_LEVERAGE:
+            continue
+        fitted = u @ (shrink[:, None] * uty)
         err = (((y - fitted) / (1 - leverage)[:, None]) ** 2).mean()
         if err < best_err:
             best, best_err = l2, err
@@ -113,23 +121,22 @@ def diagnostics(method: str, patch_root: str, cohorts: list[str], encoders: dict
     if keep.sum() < 10:
         raise ValueError(f"{auxiliary}: only {int(keep.sum())} of the {len(keep)} images of cohorts {cohorts} in the "
                          "patch store have auxiliary features; the diagnostics need at least 10")
-    rows = []
+    n = int(keep.sum())
+
+    def probes(representation: str, box: str, x: np.ndarray, columns: list[str]) -> list[list]:
+        out = [[method, representation, box, "auxiliary", float(np.nanmean(cv_r2(x, aux.loc[keep, columns]))), n]]
+        return out + [[method, representation, box, name, float(cv_r2(x, y[keep])[0]), n]
+                      for name, y in targets.items()]
+
     box_reps = box_representations(images, encoders, device)
     reps = box_reps.numpy()
-    for b, box in enumerate(encoders):
-        x = reps[keep, b, :]
-        rows.append([method, "stage1", box, "auxiliary", float(np.nanmean(cv_r2(x, aux.loc[keep, boxes[box]]))),
-                     int(keep.sum())])
-        rows += [[method, "stage1", box, name, float(cv_r2(x, y[keep])[0]), int(keep.sum())]
-                 for name, y in targets.items()]
-    embedding = image_representations(method, images, encoders, aggregator, device, box_reps=box_reps)[keep]
+    rows = [row for b, box in enumerate(encoders) for row in probes("stage1", box, reps[keep, b, :], boxes[box])]
     columns = sorted({c for cols in boxes.values() for c in cols})
-    rows.append([method, "embedding", "all", "auxiliary", float(np.nanmean(cv_r2(embedding, aux.loc[keep, columns]))),
-                 int(keep.sum())])
-    rows += [[method, "embedding", "all", name, float(cv_r2(embedding, y[keep])[0]), int(keep.sum())]
-             for name, y in targets.items()]
+    rows += probes("stage1", "all", reps[keep].reshape(n, -1), columns)
+    embedding = image_representations(method, images, encoders, aggregator, device, box_reps=box_reps)[keep]
+    rows += probes("embedding", "all", embedding, columns)
     table = pd.DataFrame(rows, columns=COLUMNS).round({"cv_r2": 4})
     write_tsv(table, out_path)
-    log.info("%s: %d images; embedding auxiliary CV R^2 %.3f", method, int(keep.sum()),
+    log.info("%s: %d images; embedding auxiliary CV R^2 %.3f", method, n,
              table.loc[table["representation"] == "embedding", "cv_r2"].iat[0])
     return table
