@@ -49,6 +49,6 @@ dryrun: venv
 clean:
 	rm -rf results logs .snakemake
 
-# The planted study (config/study.yaml, results_study/): about 50 minutes on 2 cores; prints Figure 2 and the criteria
+# The planted study (config/study.yaml, results_study/): about an hour on 2 cores; prints Figure 2 and the criteria
 study: system venv
 	$(VENV)/bin/python benchmarks/planted_study.py --cores $(CORES)

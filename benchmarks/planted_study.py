@@ -28,8 +28,8 @@ What config/study.yaml chose, to fit 2 CPU cores in 2 hours:
     in-batch projections are not fits by chance; the aggregator is cheap); the table below prints the share
     of each loss curve's fall in its last fifth;
   - R-NCE and SimCLR (Barlow Twins, Models Genesis and LSSL left out for time).
-Measured 2026-12-05: 5.6 + 45.0 min wall on 2 cores (simulation to features, then the rest), 96.7 min of
-summed job time; the figures are in the README, *Does it work?*.
+Measured 2026-12-05, `make study` on a fresh clone: 58.8 min wall on 2 cores (plus 1.4 min building .venv),
+113.3 min of summed job time; the figures are in the README, *Does it work?*.
 
 Run from the repo root: python benchmarks/planted_study.py [--cores N] [--no-run]
 """
