@@ -130,8 +130,8 @@ def test_tiny_world_runs_end_to_end(tiny_run):
         assert (out / "ssl" / method / "loss_curves.png").stat().st_size > 10_000
     assert not list((out / "ssl" / "checkpoints").rglob("*.pt"))
     for method in ("rnce", "simclr", "barlow_twins"):  # what stage 1 and the embedding carry, on evaluate images
-        diag = pd.read_csv(out / "ssl" / method / "diagnostics.tsv", sep="\t")
-        assert set(diag["target"]) == {"auxiliary", "focal_thinning"} and len(diag) == 2 * (18 + 1), method
+        diag = pd.read_csv(out / "ssl" / method / "diagnostics.tsv", sep="\t")  # 18 boxes, all side by side, embedding
+        assert set(diag["target"]) == {"auxiliary", "focal_thinning"} and len(diag) == 2 * (18 + 2), method
     tasks = pd.read_csv(out / "evaluation" / "tasks.tsv", sep="\t", keep_default_na=False)
     scores = pd.read_csv(out / "evaluation" / "scores.tsv", sep="\t", keep_default_na=False)
     assert len(scores) == len(tasks) * 7 and (tasks["status"] == "run").any()  # fs, intensity, 5 methods
