@@ -30,7 +30,7 @@ from sklearn.preprocessing import StandardScaler
 
 from rnce.ssl import train
 from rnce.ssl.data import ID_COLUMNS, Images
-from rnce.ssl.diagnostics import cv_r2
+from rnce.ssl.diagnostics import box_targets, cv_r2
 from rnce.ssl.embed import image_representations
 from rnce.ssl.jobs import make_job, settings
 from rnce.ssl.tasks import box_representations
@@ -83,6 +83,11 @@ def main() -> None:
     device = torch.device("cpu")
     images, pretrain = Images(results / "patches", [args.cohort]), Images(results / "patches", ["pretrain"])
     ids = images.table[ID_COLUMNS].astype(str)
+    try:
+        keep, aux, focal = box_targets(images, str(features / "auxiliary.tsv"), str(features / "auxiliary_boxes.json"),
+                                       "all", str(results / "demo" / "truth" / f"{args.cohort}_latent.tsv"))
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     reps = box_representations(images, encoders, device)
     flat, flat_pretrain = reps.flatten(1).numpy(), box_representations(pretrain, encoders, device).flatten(1).numpy()
     mean, sd = flat_pretrain.mean(0), flat_pretrain.std(0) + 1e-6
@@ -96,12 +101,6 @@ def main() -> None:
             aggregators[label] = train_aggregator(results, args.method, encoders, args.set, Path(scratch))
         for label, path in aggregators.items():
             representations[label] = image_representations(args.method, images, encoders, path, device, box_reps=reps)
-    aux = ids.merge(pd.read_csv(features / "auxiliary.tsv", sep="\t", dtype={"participant_id": str, "session_id": str}),
-                    on=ID_COLUMNS, how="left")[sorted({c for cols in boxes.values() for c in cols})].to_numpy(float)
-    latent = pd.read_csv(results / "demo" / "truth" / f"{args.cohort}_latent.tsv", sep="\t",
-                         dtype={"participant_id": str, "session_id": str})
-    focal = ids.merge(latent, on=["participant_id", "session_id"], how="left")["focal_thinning"].to_numpy(float)
-    keep = np.isfinite(aux).all(axis=1) & np.isfinite(focal)
     labels = pd.read_csv(results / "evaluation" / "labels.tsv", sep="\t",
                          dtype={"participant_id": str, "session_id": str})
     print(f"{args.method}: {len(ids)} {args.cohort} images; 5-fold CV")

@@ -276,6 +276,17 @@ def test_box_targets_align_auxiliary_and_focal_rows_with_the_store_and_mask_the_
     assert focal[7] == 7 and np.isnan(focal[3])
     assert not keep[3] and not keep[5] and keep.sum() == len(ids) - 2
     assert values.shape == (len(ids), 1) and np.isnan(values[5]).all()
+    keep_all, values_all, _ = box_targets(images, str(tmp_path / "aux.tsv"), str(store / "auxiliary_boxes.json"),
+                                          "all", str(tmp_path / "pre_latent.tsv"))
+    assert values_all.shape[1] > 1 and (keep_all == keep).all()  # every auxiliary column, the same images
+    aux.drop(columns="lh_parietal_feature").to_csv(tmp_path / "short.tsv", sep="\t", index=False)
+    with pytest.raises(ValueError, match=r"short.tsv: no column\(s\) \['lh_parietal_feature'\]"):
+        box_targets(images, str(tmp_path / "short.tsv"), str(store / "auxiliary_boxes.json"), "lh_parietal",
+                    str(tmp_path / "pre_latent.tsv"))
+    latent.drop(columns="focal_thinning").to_csv(tmp_path / "no_focal.tsv", sep="\t", index=False)
+    with pytest.raises(ValueError, match="no_focal.tsv: no column 'focal_thinning'"):
+        box_targets(images, str(tmp_path / "aux.tsv"), str(store / "auxiliary_boxes.json"), "lh_parietal",
+                    str(tmp_path / "no_focal.tsv"))
     with pytest.raises(ValueError, match="auxiliary_boxes.json: no box 'nowhere'"):
         box_targets(images, str(tmp_path / "aux.tsv"), str(store / "auxiliary_boxes.json"), "nowhere",
                     str(tmp_path / "pre_latent.tsv"))

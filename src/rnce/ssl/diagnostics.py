@@ -78,18 +78,23 @@ def cv_r2(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> np.nda
 
 def box_targets(images: Images, auxiliary: str, auxiliary_boxes: str, box: str, latent: str,
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One box's probe targets on ``images``: a mask of the images that have them, the box's auxiliary
-    columns (images x k) and the planted focal thinning of a simulated cohort (``latent``: its
-    ``truth/<cohort>_latent.tsv``), each for all images (rows outside the mask are NaN)."""
+    """One box's probe targets on ``images`` (``box`` "all": every auxiliary column): a mask of the images
+    that have them, the box's auxiliary columns (images x k) and the planted focal thinning of a simulated
+    cohort (``latent``: its ``truth/<cohort>_latent.tsv``), each for all images (rows outside the mask are NaN)."""
     ids = images.table[ID_COLUMNS].astype(str)
-    aux = ids.merge(pd.read_csv(auxiliary, sep="\t", dtype={"participant_id": str, "session_id": str}),
-                    on=ID_COLUMNS, how="left")
+    table = pd.read_csv(auxiliary, sep="\t", dtype={"participant_id": str, "session_id": str})
     boxes = json.loads(open(auxiliary_boxes).read())["boxes"]
-    if box not in boxes:
+    if box != "all" and box not in boxes:
         raise ValueError(f"{auxiliary_boxes}: no box {box!r}; boxes: {sorted(boxes)}")
+    columns = sorted({c for cols in boxes.values() for c in cols}) if box == "all" else boxes[box]
+    missing = [c for c in [*ID_COLUMNS, *columns] if c not in table.columns]
+    if missing:
+        raise ValueError(f"{auxiliary}: no column(s) {missing[:5]} (listed in {auxiliary_boxes})")
     truth = pd.read_csv(latent, sep="\t", dtype={"participant_id": str, "session_id": str})
+    if "focal_thinning" not in truth.columns:
+        raise ValueError(f"{latent}: no column 'focal_thinning' (the planted truth of a simulated cohort)")
     focal = ids.merge(truth, on=["participant_id", "session_id"], how="left")["focal_thinning"].to_numpy(float)
-    values = aux[boxes[box]].to_numpy(float)
+    values = ids.merge(table, on=ID_COLUMNS, how="left")[columns].to_numpy(float)
     keep = np.isfinite(values).all(axis=1) & np.isfinite(focal)
     return keep, values, focal
 
