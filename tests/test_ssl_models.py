@@ -155,7 +155,7 @@ def test_spatial_augmentations_keep_a_registered_focal_change_in_place():
             shifts.append(np.linalg.norm((grid * view).sum(1) / view.sum() - centre))
         return float(max(shifts))
 
-    quiet = {"noise_std": 0.0, "blur_std": 0.0, "bias_field": 0.0, "log_gamma": 0.0, "spike": 0.0, "tissue_labels": 0.0,
+    quiet = {"noise_std": 0.0, "blur_mm": 0.0, "bias_field": 0.0, "log_gamma": 0.0, "spike": 0.0, "tissue_labels": 0.0,
              "probability": 1.0}
     registered = largest_shift(patch_transform(quiet, voxel_mm=4.0))
     natural = largest_shift(patch_transform({**quiet, "flip": 0.5, "rotation_deg": 10.0, "crop_zoom": 0.15,
@@ -164,6 +164,29 @@ def test_spatial_augmentations_keep_a_registered_focal_change_in_place():
     assert largest_shift(patch_transform({**quiet, "translation_mm": 8.0}, voxel_mm=4.0)) > 1.0  # mm, not voxels
     with pytest.raises(ValueError, match="voxel_mm"):
         patch_transform(voxel_mm=0)
+
+
+def test_blur_is_in_mm_on_any_grid():
+    """``blur_mm`` is the same anatomy on a 1 mm and a 4 mm grid: the largest blur of a point, measured in mm,
+    agrees on both (in voxels it differed four times)."""
+    quiet = {"noise_std": 0.0, "bias_field": 0.0, "log_gamma": 0.0, "spike": 0.0, "tissue_labels": 0.0,
+             "rotation_deg": 0.0, "crop_zoom": 0.0, "translation_mm": 0.0, "probability": 1.0, "blur_mm": 4.0}
+
+    def largest_spread_mm(voxel_mm: float, size: int) -> float:
+        torch.manual_seed(0)
+        point = np.zeros((size,) * 3, np.float32)
+        point[(size // 2,) * 3] = 1.0
+        transform = patch_transform(quiet, voxel_mm=voxel_mm)
+        offsets = (np.arange(size) - size // 2) * voxel_mm
+        spreads = []
+        for _ in range(40):
+            view = augment(point, np.ones(point.shape, np.int64), transform)[0].numpy().sum(axis=(1, 2))
+            spreads.append(np.sqrt((view * offsets ** 2).sum() / view.sum()))
+        return float(max(spreads))
+
+    fine, coarse = largest_spread_mm(1.0, 41), largest_spread_mm(4.0, 11)
+    assert 3.0 < fine < 4.2 and 3.0 < coarse < 4.2, (fine, coarse)
+    assert abs(fine - coarse) < 0.6, (fine, coarse)
 
 
 def test_genesis_corruption_changes_the_image_and_keeps_its_shape():

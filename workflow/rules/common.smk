@@ -206,9 +206,12 @@ def _feature_sets(key, cohorts):
     available = ["fs"] + (["intensity"] if imaged else []) + (SSL_METHODS if imaged and pretrain_cohorts() else [])
     if chosen is None:
         return available
+    # beyond the paper, chosen by name only: a contrastive method's stage-1 representations side by side
+    available += [f"{m}_regional" for m in SSL_METHODS if m in ("rnce", "simclr", "barlow_twins") and m in available]
     unknown = [f for f in chosen if f not in available]
     if unknown:
-        raise ValueError(f"config {key}.feature_sets: {unknown} are neither 'fs', 'intensity' nor an ssl method "
+        raise ValueError(f"config {key}.feature_sets: {unknown} are neither 'fs', 'intensity', an ssl method nor "
+                         f"a contrastive method's '<method>_regional' "
                          f"embedded for the {key} cohorts (available: {available})")
     return list(chosen)
 

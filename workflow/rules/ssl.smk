@@ -55,7 +55,14 @@ def diagnostics_outputs():
     if not diagnostic_cohorts() or not pretrain_cohorts():
         return []
     methods = [m for m in SSL_METHODS if m in ("rnce", "simclr", "barlow_twins")]
-    return expand(f"{RESULTS}/ssl/{{method}}/diagnostics.tsv", method=methods)
+    ceiling = [f"{RESULTS}/ssl/ceiling.tsv"] if methods else []
+    return expand(f"{RESULTS}/ssl/{{method}}/diagnostics.tsv", method=methods) + ceiling
+
+
+def ceiling_shards(wildcards):
+    """Input function of ssl_ceiling: the patch shards of the pretrain and the imaged evaluate cohorts."""
+    return [f"{PATCHES}/{c}/shard-{s}" for c in dict.fromkeys(pretrain_cohorts() + diagnostic_cohorts())
+            for s in shards(c)]
 
 
 rule ssl_encoder:
@@ -182,6 +189,36 @@ rule embed:
         "../scripts/embed.py"
 
 
+rule embed_regional:
+    input:
+        encoders=method_encoders,
+        shards=imaged_patch_shards,
+        qc=expand(f"{RESULTS}/qc/registration_{{cohort}}.tsv", cohort=IMAGED),
+    output:
+        f"{RESULTS}/embeddings/{{method}}_regional.tsv",
+    params:
+        cohorts=IMAGED,
+        pretrain=pretrain_cohorts(),
+        patch_root=PATCHES,
+        boxes=BOXES,
+        components=config["ssl"]["regional_components"],
+    wildcard_constraints:
+        method="rnce|simclr|barlow_twins",
+    log:
+        f"{RESULTS}/logs/embeddings/{{method}}_regional.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/embeddings/{{method}}_regional.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/ssl.yaml"
+    script:
+        "../scripts/embed_regional.py"
+
+
 rule ssl_diagnostics:
     input:
         unpack(diagnostics_inputs),
@@ -207,6 +244,32 @@ rule ssl_diagnostics:
         "../../envs/ssl.yaml"
     script:
         "../scripts/ssl_diagnostics.py"
+
+
+rule ssl_ceiling:
+    input:
+        shards=ceiling_shards,
+        auxiliary=f"{RESULTS}/features/auxiliary.tsv",
+        auxiliary_boxes=f"{RESULTS}/features/auxiliary_boxes.json",
+    output:
+        f"{RESULTS}/ssl/ceiling.tsv",
+    params:
+        fit_cohorts=pretrain_cohorts(),
+        score_cohorts=diagnostic_cohorts(),
+        patch_root=PATCHES,
+        boxes=BOXES,
+    log:
+        f"{RESULTS}/logs/ssl/ceiling.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/ssl/ceiling.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../../envs/ssl.yaml"
+    script:
+        "../scripts/ssl_ceiling.py"
 
 
 rule ssl_curves:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-DEFAULTS = {"rotation_deg": 3.0, "crop_zoom": 0.05, "translation_mm": 2.0, "noise_std": 0.1, "blur_std": 1.0,
+DEFAULTS = {"rotation_deg": 3.0, "crop_zoom": 0.05, "translation_mm": 2.0, "noise_std": 0.1, "blur_mm": 1.0,
             "bias_field": 0.3, "flip": 0.0, "spike": 0.1, "log_gamma": 0.3, "tissue_labels": 0.2, "probability": 0.5}
 
 
@@ -36,8 +36,13 @@ def patch_transform(settings: dict | None = None, voxel_mm: float = 1.0):
 
     ``probability`` is the chance of each of rotation/crop, noise, blur, bias
     field and contrast; ``flip``, ``spike`` and ``tissue_labels`` are their own
-    probabilities. ``translation_mm`` is the largest shift along each axis, in
-    mm of the patch grid (``voxel_mm`` per voxel); the blur SD is in voxels. The
+    probabilities. Every spatial magnitude is in mm and converted by the patch
+    grid's voxel size ``voxel_mm`` (the subject's affine is the identity, so
+    torchio's "mm" are voxels): ``translation_mm``, the largest shift along each
+    axis, and ``blur_mm``, the largest Gaussian blur SD. The same settings then
+    mean the same anatomy on a 1 mm and a 4 mm grid (a blur of 1 voxel was 4 mm
+    on the study's grid, 40% of the planted lesion's radius). Rotation (degrees),
+    zoom (a fraction) and the intensity magnitudes have no unit of length. The
     subject holds ``image`` and ``labels`` (0 background, 1 CSF, 2 GM, 3 WM).
     """
     import torchio as tio
@@ -50,7 +55,7 @@ def patch_transform(settings: dict | None = None, voxel_mm: float = 1.0):
         raise ValueError(f"voxel_mm must be positive, not {voxel_mm}")
     p = s["probability"]
     zoom = s["crop_zoom"]
-    shift = s["translation_mm"] / voxel_mm  # the subject's affine is the identity: torchio's mm are voxels
+    shift, blur = s["translation_mm"] / voxel_mm, s["blur_mm"] / voxel_mm
     return tio.Compose([
         tio.RandomLabelsToImage(label_key="labels", image_key="image", used_labels=[1, 2, 3],
                                 default_mean=(-1.5, 1.5), default_std=(0.05, 0.3), p=s["tissue_labels"], copy=False),
@@ -59,7 +64,7 @@ def patch_transform(settings: dict | None = None, voxel_mm: float = 1.0):
         tio.RandomFlip(axes=(0,), flip_probability=1.0, p=s["flip"], copy=False),
         tio.RandomBiasField(coefficients=s["bias_field"], order=2, p=p, copy=False),
         tio.RandomGamma(log_gamma=s["log_gamma"], p=p, copy=False),
-        tio.RandomBlur(std=(0, s["blur_std"]), p=p, copy=False),
+        tio.RandomBlur(std=(0, blur), p=p, copy=False),
         tio.RandomNoise(std=(0, s["noise_std"]), p=p, copy=False),
         tio.RandomSpike(num_spikes=1, intensity=(0.1, 0.3), p=s["spike"], copy=False),
     ], copy=False)

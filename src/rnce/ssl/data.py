@@ -65,6 +65,18 @@ class Images:
         return np.array(self.stores[cohort].label_array(shard, box)[position])  # a writable copy
 
 
+def validation_mask(table: pd.DataFrame, fraction: float, seed: int = 0) -> np.ndarray:
+    """Which rows (cohort, participant_id) belong to the validation share of the pretrain subjects: a
+    ``fraction`` of the subjects, all of a subject's images together, drawn by a hash of the subject (the same
+    subjects whatever the order, the other cohorts or the method). SSL training leaves them out; settings are
+    judged on them (:mod:`rnce.ssl.validation`), never on the evaluation labels."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"ssl.validation_fraction must be in [0, 1), not {fraction}")
+    keys = np.array([key_seed("validation", seed, c, p) % 10_000
+                     for c, p in zip(table["cohort"].astype(str), table["participant_id"].astype(str), strict=True)])
+    return keys < round(fraction * 10_000)
+
+
 def auxiliary(images: Images, aux_path: str | Path, boxes_path: str | Path) -> tuple[Images, pd.DataFrame, dict]:
     """Join the images to the auxiliary matrix; images without auxiliary features are
     left out (counted in the log). Returns the kept images, their rows of A (same

@@ -41,6 +41,8 @@ def settings(ssl: dict, method: str, stage: str, voxel_mm: float = 1.0) -> dict:
         "deterministic": ssl["deterministic"],
         "bf16": ssl["bf16"],
     }
+    if kind in ("encoder", "aggregator"):
+        out["validation_fraction"] = float(ssl.get("validation_fraction", 0.0))
     if kind == "encoder":
         out["augment"] = dict(ssl["augment"])
         out["voxel_mm"] = float(voxel_mm)

@@ -79,6 +79,17 @@ def rnce_loss(h1: Tensor, h2: Tensor, aux: Tensor | tuple[Tensor, Tensor], tempe
               aux_weight: float = 1.0, aux_ridge: float = 0.0) -> Tensor:
     """R-NCE, eqs. (2)-(3): ``aux_weight * mean_v ||R_v||_F^2 + NT-Xent(R'_1, R'_2)``.
 
+    How the two terms are scaled (a decision; the paper writes ``||R||_F^2 + L_NCE(R')`` and gives no
+    batch size): the auxiliary term is eq. (3)'s squared Frobenius norm, a **sum** over the B x k entries
+    of R, averaged over the two views; the NCE term is a mean over the 2B anchors. With A z-scored in the
+    batch, ``||R||_F^2 = B k (1 - r^2)`` where r^2 is the share of A that H fits, so the auxiliary term
+    weighs about ``B k`` times a unit of unexplained auxiliary variance against one nat of NCE: the
+    paper's form puts most of the gradient on A, more the larger the batch and the more auxiliary
+    columns a box covers. We keep the sum (the paper's equation, and the measured better choice: a mean
+    over entries, i.e. ``aux_weight`` 1/(B k), lost the auxiliary features in stage 1 and stage 2, README
+    *Does it work?*, docs/study.md), so changing the batch size changes the balance, and ``aux_weight``
+    is the knob that restores it (``aux_weight`` x B is what stays comparable across batch sizes).
+
     Parameters
     ----------
     h1, h2 : B x d

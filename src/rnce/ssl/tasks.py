@@ -30,6 +30,7 @@ from rnce.ssl.data import (
     WholeImages,
     auxiliary,
     key_seed,
+    validation_mask,
     visit_pairs,
 )
 from rnce.ssl.models import Aggregator, LSSLAutoEncoder, PatchEncoder, UNet3D
@@ -158,6 +159,13 @@ def build(job: dict, device: torch.device) -> Task:
     if method not in METHODS:
         raise ValueError(f"unknown SSL method {method!r}; known: {list(METHODS)}")
     images = Images(job["patch_root"], job["cohorts"])
+    if job.get("validation_fraction"):
+        held = validation_mask(images.table, job["validation_fraction"])
+        if held.all():
+            raise ValueError(f"ssl.validation_fraction {job['validation_fraction']} leaves no pretrain image to train on")
+        log.info("%d of %d pretrain images (a %.0f%% share of the subjects) are held out for validation",
+                 int(held.sum()), len(held), 100 * job["validation_fraction"])
+        images = images.subset(~held)
     aux = None
     if method == "rnce":
         images, aux_table, box_columns = auxiliary(images, job["auxiliary"], job["auxiliary_boxes"])
