@@ -1,7 +1,7 @@
 """What one box's stage-1 encoders carry, next to the simplest baseline: a ridge probe of the box's raw
 registered voxels (their first 200 principal components). Probed on a finished study's evaluate images as
 rnce.ssl.diagnostics does (5-fold CV R^2): the box's auxiliary features (mean over columns) and the planted
-focal thinning. Reproduces the README's *Does it work?* stage-1 table from results_study/.
+focal thinning. Reproduces docs/study.md stage-1 table from results_study/.
 
 Probe encoders that exist:
     python scripts/probe_stage1.py results_study rh_parietal results_study/ssl/{rnce,simclr}/encoders/rh_parietal.pt

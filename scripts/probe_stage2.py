@@ -2,7 +2,7 @@
 side by side (all boxes, the most a 64-d embedding could keep), their first 64 principal components (fitted on
 the pretrain images), and aggregator embeddings, probed for the tasks (5-fold CV: amyloid, AD vs CN and MCI vs
 CN AUROC, age R^2 of the CN subjects) and for what rnce.ssl.diagnostics measures (auxiliary features, planted
-focal thinning: 5-fold CV ridge R^2). Reproduces the README's *Does it work?* stage-2 figures.
+focal thinning: 5-fold CV ridge R^2). Reproduces docs/study.md stage-2 figures.
 
 Probe the study's own models:
     python scripts/probe_stage2.py results_study rnce

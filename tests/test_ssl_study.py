@@ -6,7 +6,7 @@ must carry the box's auxiliary features (criterion e's direction at stage 1); a 
 The planted image-only quantity (the focal thinning behind the amyloid task, criterion a) is probed and
 reported but not asserted: at this size (~200 pretrain images, 16-d representations, 30 epochs) neither
 method's encoder carries it (CV R^2 about -0.02 for both, seeds 0 and 1); at the study's size R-NCE's
-rh_parietal encoder reaches 0.14-0.42 and SimCLR's about 0 (README, *Does it work?*)."""
+rh_parietal encoder reaches 0.14-0.42 and SimCLR's about 0 (docs/study.md)."""
 
 import numpy as np
 import pytest

@@ -104,6 +104,23 @@ def test_aggregator_learns_and_embeddings_cover_every_image(store, tmp_path):
     assert set(diag["representation"]) == {"stage1", "embedding"} and (diag["n_images"] == 48).all()
     assert (diag["box"] == "all").sum() == 2  # all boxes side by side (stage 1) and the embedding
     assert np.isfinite(diag["cv_r2"]).all() and (diag["cv_r2"] <= 1).all()
+    # beyond the paper: the regional representation (all boxes side by side, reduced on the pretrain images)
+    from rnce.ssl.embed import embed_regional
+
+    regional = embed_regional("rnce", str(store), ["pre"], ["pre"], encoders, str(tmp_path / "regional.tsv"), 20)
+    assert regional.shape == (48, 3 + 20) and list(regional.columns[3:5]) == ["dim_00", "dim_01"]
+    # the pretraining-only criteria, on a held-out share of the subjects
+    from rnce.ssl.validation import COLUMNS as VALIDATION_COLUMNS
+    from rnce.ssl.validation import validation
+
+    encoder_job = ssl_job(store, "rnce", "encoder", tmp_path)
+    held = validation("rnce", str(store), ["pre"], encoders, job["out"]["model"], str(store / "auxiliary.tsv"),
+                      str(store / "auxiliary_boxes.json"), {**encoder_job, "validation_fraction": 0.4}, job,
+                      str(tmp_path / "validation.tsv"))
+    assert list(held.columns) == VALIDATION_COLUMNS and len(held) == 2 * (len(encoders) + 1)
+    top1 = held[held["metric"] == "nce_top1"]["value"]
+    assert ((top1 >= 0) & (top1 <= 1)).all() and top1.mean() > 0.1  # far above chance (1 / (2B - 1))
+    assert (held["n_images"] >= 10).all() and (held["n_images"] < 48).all()
     # 18 boxes of one auxiliary column each: one of the two views covers >= 9 columns, not < B = 9
     small = ssl_job(store, "rnce", "aggregator", tmp_path, box=None, epochs=1, batch_size=9, encoders=encoders)
     with pytest.raises(ValueError, match="increase the batch size"):

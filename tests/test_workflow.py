@@ -39,6 +39,18 @@ def test_study_config_plans_unchanged_through_the_slurm_profile(tmp_path):
     assert counts["ssl_encoder"] == 36 and counts["ssl_aggregator"] == 2 and counts["gwas_glm"] >= 1, counts
 
 
+def test_study_plans_the_regional_sets_the_ceiling_and_the_validation_criteria(tmp_path):
+    """Issue 28: the study's regional feature sets (beyond the paper) are embedded and probed, the raw-voxel
+    ceiling and each method's held-out pretraining criteria are built."""
+    result = run_snakemake("all", "-n", "--configfile", str(ROOT / "config" / "study.yaml"), "--directory",
+                           str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stdout.split("Job stats")[1].split("total")[0]
+    counts = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+    assert counts["embed_regional"] == 2 and counts["evaluate_probe"] == 6, counts
+    assert counts["ssl_ceiling"] == 1 and counts["ssl_validation"] == 2, counts
+
+
 def _config_with(tmp_path: Path, **changes) -> Path:
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config.update(changes)
@@ -54,6 +66,7 @@ def _config_with(tmp_path: Path, **changes) -> Path:
     ({"gwas": {"min_samples": 14}}, "gwas.min_samples: 14 is less than the minimum of 50"),  # PLINK 2's floor
     ({"ssl": {"method": ["rnce"]}}, "ssl.method: unknown key ('method' was unexpected); allowed here: "),
     ({"ssl": {"method": ["rnce"]}}, "did you mean 'methods'?"),
+    ({"evaluate": {"feature_sets": ["fs", "lssl_regional"]}}, "a contrastive method's '<method>_regional'"),
 ])
 def test_bad_config_is_an_error_naming_the_key(tmp_path, changes, expected):
     result = run_snakemake("-n", "--configfile", str(_config_with(tmp_path, **changes)), "--directory", str(tmp_path))

@@ -56,7 +56,9 @@ def diagnostics_outputs():
         return []
     methods = [m for m in SSL_METHODS if m in ("rnce", "simclr", "barlow_twins")]
     ceiling = [f"{RESULTS}/ssl/ceiling.tsv"] if methods else []
-    return expand(f"{RESULTS}/ssl/{{method}}/diagnostics.tsv", method=methods) + ceiling
+    validation = expand(f"{RESULTS}/ssl/{{method}}/validation.tsv", method=methods) \
+        if config["ssl"]["validation_fraction"] > 0 else []
+    return expand(f"{RESULTS}/ssl/{{method}}/diagnostics.tsv", method=methods) + ceiling + validation
 
 
 def ceiling_shards(wildcards):
@@ -244,6 +246,38 @@ rule ssl_diagnostics:
         "../../envs/ssl.yaml"
     script:
         "../scripts/ssl_diagnostics.py"
+
+
+rule ssl_validation:
+    input:
+        encoders=method_encoders,
+        aggregator=f"{RESULTS}/ssl/{{method}}/aggregator.pt",
+        shards=pretrain_patch_shards,
+        auxiliary=f"{RESULTS}/features/auxiliary.tsv",
+        auxiliary_boxes=f"{RESULTS}/features/auxiliary_boxes.json",
+    output:
+        f"{RESULTS}/ssl/{{method}}/validation.tsv",
+    params:
+        cohorts=pretrain_cohorts(),
+        patch_root=PATCHES,
+        boxes=BOXES,
+        encoder_settings=encoder_settings,
+        aggregator_settings=aggregator_settings,
+    wildcard_constraints:
+        method="rnce|simclr|barlow_twins",
+    log:
+        f"{RESULTS}/logs/ssl/{{method}}/validation.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/ssl/{{method}}/validation.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../../envs/ssl.yaml"
+    script:
+        "../scripts/ssl_validation.py"
 
 
 rule ssl_ceiling:

@@ -19,7 +19,7 @@ flip of a one-hemisphere box mirrors its medial and lateral sides, so it is off
 by default (``flip``). Measured on the planted study's rh_parietal box: with
 flip 0.5, 10 degrees, 15% zoom and 8 mm shifts the R-NCE encoder's linear probe
 of the planted focal thinning reached CV R^2 0.04; with the defaults below, see
-the README's *Does it work?*.
+docs/study.md.
 """
 
 from __future__ import annotations

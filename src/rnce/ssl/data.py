@@ -77,6 +77,20 @@ def validation_mask(table: pd.DataFrame, fraction: float, seed: int = 0) -> np.n
     return keys < round(fraction * 10_000)
 
 
+def nested_subset(table: pd.DataFrame, n: int) -> np.ndarray:
+    """A mask of ``n`` rows: whole subjects in an order fixed by a hash of (cohort, participant_id), so the
+    subset of a smaller ``n`` lies inside that of a larger one (the learning curve's pretraining sizes);
+    the last subject taken may contribute only some of its images."""
+    if not 0 < n <= len(table):
+        raise ValueError(f"a training subset of {n} images is not between 1 and the {len(table)} pretrain images")
+    keys = np.array([key_seed("subset", c, p) for c, p in zip(table["cohort"].astype(str),
+                                                               table["participant_id"].astype(str), strict=True)])
+    order = np.lexsort((np.arange(len(table)), keys))
+    keep = np.zeros(len(table), dtype=bool)
+    keep[order[:n]] = True
+    return keep
+
+
 def auxiliary(images: Images, aux_path: str | Path, boxes_path: str | Path) -> tuple[Images, pd.DataFrame, dict]:
     """Join the images to the auxiliary matrix; images without auxiliary features are
     left out (counted in the log). Returns the kept images, their rows of A (same

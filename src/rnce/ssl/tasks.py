@@ -30,6 +30,7 @@ from rnce.ssl.data import (
     WholeImages,
     auxiliary,
     key_seed,
+    nested_subset,
     validation_mask,
     visit_pairs,
 )
@@ -166,6 +167,8 @@ def build(job: dict, device: torch.device) -> Task:
         log.info("%d of %d pretrain images (a %.0f%% share of the subjects) are held out for validation",
                  int(held.sum()), len(held), 100 * job["validation_fraction"])
         images = images.subset(~held)
+    if job.get("train_images"):  # the learning curve's smaller pretraining cohorts (benchmarks/learning_curve.py)
+        images = images.subset(nested_subset(images.table, int(job["train_images"])))
     aux = None
     if method == "rnce":
         images, aux_table, box_columns = auxiliary(images, job["auxiliary"], job["auxiliary_boxes"])
