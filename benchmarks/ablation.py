@@ -1,7 +1,9 @@
 """An ablation row of the planted study: R-NCE retrained on the study's images with one or more settings
 changed (default: ``aux_ridge=1``, the ridge-shrunk fit of A on H, against the study's exact projection of
 eq. 2), probed with the study's full protocol (its bootstraps and holdouts) and compared with the study's
-R-NCE by the paired permutation test. Needs a finished study (`make study`); the models are kept under
+R-NCE by the paired permutation test; next to it, the two models' pretraining-only criteria (held-out pretrain
+subjects, rnce.ssl.validation: what a choice between them may be made on) and their embeddings' diagnostics
+(auxiliary and focal-thinning CV R^2 on the evaluate images, reported, never used to choose). Needs a finished study (`make study`); the models are kept under
 results_study/ablation/<name>/, so an interrupted run resumes.
 
 Run from the repo root: python benchmarks/ablation.py [--set aux_ridge=1] [--cores 2]
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +25,32 @@ from learning_curve import train_size
 from rnce.evaluate.probes import permutation_pvalue
 from rnce.evaluate.run import probe_feature_set
 from rnce.ssl.data import Images, validation_mask
+from rnce.ssl.diagnostics import diagnostics
 from rnce.ssl.embed import embed
+from rnce.ssl.validation import validation
+
+
+def print_side_by_side(results: Path, folder: Path, name: str) -> None:
+    """The pretraining-only criteria and the embeddings' diagnostics of the study's R-NCE and of the ablation."""
+    study = results / "ssl" / "rnce"
+    rows = []
+    for label, where in (("rnce", study), (name, folder)):
+        if not (where / "validation.tsv").exists():
+            continue
+        val = pd.read_csv(where / "validation.tsv", sep="\t")
+        stage1 = val[val["representation"] == "stage1"].groupby("metric")["value"].median()
+        emb = val[val["representation"] == "embedding"].set_index("metric")["value"]
+        diag = pd.read_csv(where / "diagnostics.tsv", sep="\t")
+        diag = diag[diag["representation"] == "embedding"].set_index("target")["cv_r2"]
+        rows.append({"model": label, "held-out stage-1 aux R^2 (median box)": stage1.get("auxiliary_r2"),
+                     "held-out stage-1 NCE top-1": stage1.get("nce_top1"),
+                     "held-out embedding aux R^2": emb.get("auxiliary_r2"),
+                     "held-out embedding NCE top-1": emb.get("nce_top1"),
+                     "evaluate: embedding aux CV R^2": diag.get("auxiliary"),
+                     "evaluate: embedding focal CV R^2": diag.get("focal_thinning")})
+    print("\nPretraining-only criteria (held-out pretrain subjects; what a choice may use) and, reported only, "
+          "the embeddings' diagnostics on the evaluate images")
+    print(pd.DataFrame(rows).round(3).T.to_string(header=False))
 
 
 def main() -> None:
@@ -54,6 +82,18 @@ def main() -> None:
     embedding = folder / "embedding.tsv"
     if not embedding.exists():
         embed("rnce", str(results / "patches"), evaluate, trained["aggregator"], trained["encoders"], str(embedding))
+    features = results / "features"
+    if not (folder / "validation.tsv").exists():
+        validation("rnce", str(results / "patches"), pretrain, trained["encoders"], trained["aggregator"],
+                   str(features / "auxiliary.tsv"), str(features / "auxiliary_boxes.json"),
+                   trained["encoder_settings"], trained["aggregator_settings"], str(folder / "validation.tsv"),
+                   args.cores)
+    if not (folder / "diagnostics.tsv").exists():
+        diagnostics("rnce", str(results / "patches"), evaluate, trained["encoders"], trained["aggregator"],
+                    str(features / "auxiliary.tsv"), str(features / "auxiliary_boxes.json"),
+                    [str(results / "demo" / "truth" / f"{c}_latent.tsv") for c in evaluate],
+                    str(folder / "diagnostics.tsv"))
+    print_side_by_side(results, folder, name)
     ev = config["evaluate"]
     boot = probe_feature_set(str(results / "evaluation" / "labels.tsv"), str(results / "evaluation" / "tasks.tsv"),
                              str(embedding), name, ev["n_boot"], ev["n_holdout"], ev["seed"], ev["l2"],

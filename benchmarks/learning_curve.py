@@ -49,7 +49,7 @@ def equal_steps_epochs(full_images: int, full_epochs: int, images: int, batch: i
 def train_size(size: int, full: int, config: dict, results: Path, cores: int, out: Path | None = None,
                overrides: dict | None = None) -> dict:
     """Train R-NCE on ``size`` of the ``full`` training images (``overrides``: ssl settings changed, e.g.
-    ``{"aux_ridge": 1.0}``); returns the encoders, the aggregator and the stage-1 epochs."""
+    ``{"aux_ridge": 1.0}``); returns the encoders, the aggregator, the stage-1 epochs and the jobs' settings."""
     ssl = {**config["ssl"], **(overrides or {})}
     out = out or results / "curve" / f"n{size}"
     pretrain = [c for c, spec in config["cohorts"].items() if "pretrain" in spec["roles"]]
@@ -68,19 +68,22 @@ def train_size(size: int, full: int, config: dict, results: Path, cores: int, ou
 
     boxes = read_regions(ROOT / "config" / "regions.tsv")["name"].tolist()
     subset = {"train_images": size} if size < full else {}
-    jobs = [make_job("rnce", "encoder", {**settings(sized, "rnce", "encoder", config["register"]["resolution_mm"]),
-                                          **subset}, out=paths(f"encoder_{b}"), box=b, **common) for b in boxes]
+    encoder_settings = settings(sized, "rnce", "encoder", config["register"]["resolution_mm"])
+    aggregator_settings = settings(sized, "rnce", "aggregator")
+    jobs = [make_job("rnce", "encoder", {**encoder_settings, **subset}, out=paths(f"encoder_{b}"), box=b, **common)
+            for b in boxes]
     todo = [j for j in jobs if not Path(j["out"]["model"]).exists()]
     logging.info("n = %d: stage 1 %d epochs, stage 2 %d epochs; %d of %d encoders to train", size, stage1["epochs"],
                  stage2["epochs"], len(todo), len(jobs))
     with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn")) as pool:
         list(pool.map(train.run, todo))
     encoders = {j["box"]: j["out"]["model"] for j in jobs}
-    aggregator = make_job("rnce", "aggregator", {**settings(sized, "rnce", "aggregator"), **subset},
+    aggregator = make_job("rnce", "aggregator", {**aggregator_settings, **subset},
                           out=paths("aggregator"), encoders=encoders, threads=cores, **common)
     if not Path(aggregator["out"]["model"]).exists():
         train.run(aggregator)
-    return {"encoders": encoders, "aggregator": aggregator["out"]["model"], "epochs": stage1["epochs"]}
+    return {"encoders": encoders, "aggregator": aggregator["out"]["model"], "epochs": stage1["epochs"],
+            "encoder_settings": encoder_settings, "aggregator_settings": aggregator_settings}
 
 
 def probe(results: Path, config: dict, folder: Path, encoders: dict | None, aggregator: str | None, n_boot: int,

@@ -172,6 +172,7 @@ def main() -> None:
     print_diagnostics(results)
     report.print_ceiling(results)
     report.print_validation(results)
+    report.print_choices(report.study_config())
     print_loss_curves(results)
     power = report.bag_power(results, sorted(scores["feature_set"].unique()))
     if len(power):

@@ -73,6 +73,32 @@ def print_validation(results: Path) -> None:
           .round(3).to_string())
 
 
+# How each SSL setting of config/study.yaml was chosen (docs/study.md has the measurements): printed next to
+# its value, so a reader sees which came from the paper, which from the design, which from a criterion
+# (and which criterion: only pretraining-only ones are allowed from round 3 on).
+CHOICES = {
+    "aux_ridge": "the paper's eq. 2 (exact projection); the ridge is an ablation (benchmarks/ablation.py)",
+    "aux_weight": "the paper's eq. 3 (no weight; the auxiliary term a sum over the batch's entries)",
+    "augment.blur_mm": "the package default in mm (the paper gives no magnitude)",
+    "stage1.epochs": "design: about the 641-image study's 180 optimizer steps over the larger cohort",
+    "stage1.batch_size": "carried from round 2 (the paper gives none; B > rep_dim for eq. 2)",
+    "stage1.learning_rate": "carried from round 2, where it was picked on the evaluate images' planted "
+                            "focal thinning (no labels, but not pretraining-only); not re-chosen",
+    "stage2.batch_size": "design: larger than the 104 auxiliary columns a view can cover (eq. 2)",
+    "stage2.epochs": "pretraining-only: the training loss has flattened (loss curves below)",
+}
+
+
+def print_choices(config: dict) -> None:
+    """The study's SSL settings, each with how it was chosen (:data:`CHOICES`)."""
+    print("\nHow the SSL settings were chosen (no evaluation label was read for any of them)")
+    for key, how in CHOICES.items():
+        value = config["ssl"]
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        print(f"  {key} = {value}: {how}")
+
+
 def locus_power(n: int, variance_fraction: float, r: float, alpha: float = GENOME_WIDE) -> float:
     """Power of a 1-df test at ``alpha`` for a locus explaining ``variance_fraction`` of the planted acceleration,
     seen through a BAG correlated ``r`` with it: non-centrality n q r^2 / (1 - q r^2)."""

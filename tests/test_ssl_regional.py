@@ -66,3 +66,17 @@ def test_nested_subsets_take_whole_subjects_and_grow_by_inclusion():
     assert (small.reshape(-1, 3).sum(1) % 3 == 0).all()  # 60 = 20 whole subjects of 3 images
     with pytest.raises(ValueError, match="between 1 and the 300"):
         nested_subset(table, 301)
+
+
+def test_rnce_top1_compares_the_residuals_its_nce_term_sees():
+    """R-NCE's two stage-2 views each fit their own boxes' auxiliary features: on the raw H they differ by
+    design, and only the residuals R' = H - P_A[H] (what its NCE term compares) hold the image's identity."""
+    rng = np.random.default_rng(1)
+    n, d, k = 128, 16, 6
+    identity = rng.normal(size=(n, d))
+    a1, a2 = rng.normal(size=(n, k)), rng.normal(size=(n, k))
+    h1 = identity + 5 * a1 @ rng.normal(size=(k, d))
+    h2 = identity + 5 * a2 @ rng.normal(size=(k, d))
+    h1, h2, a1, a2 = (torch.from_numpy(m) for m in (h1, h2, a1, a2))
+    assert top1(h1, h2, 64) < 0.3
+    assert top1(h1, h2, 64, a1, a2) > 0.9

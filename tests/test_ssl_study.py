@@ -4,15 +4,17 @@ must carry the box's auxiliary features (criterion e's direction at stage 1); a 
 (a loss, a normalisation, an augmentation, a learning rate) that loses them fails here.
 
 The planted image-only quantity (the focal thinning behind the amyloid task, criterion a) is probed and
-reported but not asserted: at this size (~200 pretrain images, 16-d representations, 30 epochs) neither
-method's encoder carries it (CV R^2 about -0.02 for both, seeds 0 and 1); at the study's size R-NCE's
-rh_parietal encoder reaches 0.14-0.42 and SimCLR's about 0 (docs/study.md)."""
+reported but not asserted (nor is issue 28's rnce_regional > simclr_regional on it): at this size (~200
+pretrain images, 16-d representations, 30 epochs) neither method's encoder carries it (CV R^2 -0.04 for
+R-NCE and -0.12 for SimCLR with the exact projection; about -0.02 for both with aux_ridge 1, seeds 0 and 1),
+and at the study's size the order is the other way (all boxes side by side: R-NCE 0.21, SimCLR 0.63;
+docs/study.md, round 3), so such an assertion would test noise here and be false at scale."""
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, run_snakemake
+
 from rnce.ssl import train
 from rnce.ssl.data import Images
 from rnce.ssl.diagnostics import box_targets, cv_r2
@@ -21,9 +23,9 @@ from rnce.ssl.tasks import box_representations
 
 SMALL = ROOT / "tests" / "configs" / "small_study.yaml"
 BOX = "rh_parietal"  # holds one side of the focal thinning of the medial precuneus
-# config/study.yaml's stage 1 at a smaller width (rep_dim 16 so that a batch of 40 stays > d)
+# config/study.yaml's stage 1 (the paper's exact projection) at a smaller width (rep_dim 16 so that a batch of 40 stays > d)
 SSL = {"rep_dim": 16, "encoder_widths": [4, 8, 8, 16, 32], "temperature": 0.1, "aux_weight": 1.0,
-       "aux_ridge": 1.0, "seed": 0, "deterministic": False, "bf16": False, "augment": {},
+       "aux_ridge": 0.0, "seed": 0, "deterministic": False, "bf16": False, "augment": {},
        "stage1": {"epochs": 30, "batch_size": 40, "learning_rate": 0.006, "weight_decay": 1e-5}}
 
 
@@ -59,6 +61,7 @@ def test_rnce_encoder_carries_the_auxiliary_features_of_unseen_images_better_tha
         train.run(job)
         scores[method] = probes(small_world, job["out"]["model"])
     print(scores)
-    # measured: R-NCE 0.35 (0.25 at seed 1), SimCLR 0.02; with 110 pretrain subjects R-NCE fell to 0.19
+    # measured, exact projection (the default): R-NCE 0.31, SimCLR 0.01; with aux_ridge 1: R-NCE 0.35 (0.25 at
+    # seed 1), SimCLR 0.02, and with 110 pretrain subjects R-NCE fell to 0.19
     assert scores["rnce"]["auxiliary"] > 0.15, scores
     assert scores["rnce"]["auxiliary"] > scores["simclr"]["auxiliary"] + 0.15, scores

@@ -10,7 +10,10 @@ Per box (stage 1) and for the image embedding (stage 2):
 - ``nce_top1``: instance discrimination on the held-out images, in batches of the training batch size: the
   share of the 2B views whose most similar other view (cosine) is the other view of the same image. Stage 1:
   two augmented views of the box, as in training; stage 2: the aggregator's outputs for a random half of the
-  boxes and for the other half.
+  boxes and for the other half. Measured on what the method's NCE term compares: the representations for
+  SimCLR and Barlow Twins, R-NCE's residuals R' = H - P_A[H] (eq. 2, each view against its own auxiliary
+  columns, in each batch) for R-NCE. On the raw H, R-NCE's two stage-2 views differ by design (each fits the
+  auxiliary features of its own boxes), so a raw top-1 near 0 would say nothing about its NCE term.
 
 Output: method, representation (stage1, embedding), box (``all`` for the embedding), metric, value, n_images.
 """
@@ -28,6 +31,7 @@ from rnce.io import write_tsv
 from rnce.ssl.data import ID_COLUMNS, Images, key_seed, validation_mask
 from rnce.ssl.diagnostics import _loo_ridge
 from rnce.ssl.embed import image_representations
+from rnce.ssl.losses import rnce_residuals
 from rnce.ssl.tasks import box_representations, box_split, load_encoder, standardise
 
 log = logging.getLogger(__name__)
@@ -47,11 +51,17 @@ def held_out_r2(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, y_test
     return float(np.nanmean(1 - ((y_test - predicted) ** 2).sum(0) / np.where(total > 0, total, np.nan)))
 
 
-def top1(z1: torch.Tensor, z2: torch.Tensor, batch: int) -> float:
-    """Share of the 2B views whose nearest other view (cosine) is their positive, in batches of ``batch``."""
+def top1(z1: torch.Tensor, z2: torch.Tensor, batch: int, aux1: torch.Tensor | None = None,
+         aux2: torch.Tensor | None = None) -> float:
+    """Share of the 2B views whose nearest other view (cosine) is their positive, in batches of ``batch``;
+    with ``aux1``/``aux2`` (R-NCE: each view's auxiliary rows), of the residuals R' of eq. 2 in each batch."""
     hits = total = 0
     for s in range(0, len(z1) - batch + 1, batch):
-        z = torch.nn.functional.normalize(torch.cat([z1[s:s + batch], z2[s:s + batch]]).float(), dim=1)
+        v1, v2 = z1[s:s + batch].float(), z2[s:s + batch].float()
+        if aux1 is not None:
+            v1 = rnce_residuals(v1, aux1[s:s + batch].float())[1]
+            v2 = rnce_residuals(v2, aux2[s:s + batch].float())[1]
+        z = torch.nn.functional.normalize(torch.cat([v1, v2]), dim=1)
         sim = (z @ z.T).fill_diagonal_(-float("inf"))
         n = len(z) // 2
         positive = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
@@ -106,14 +116,18 @@ def validation(method: str, patch_root: str, cohorts: list[str], encoders: dict[
                      int(test.sum())])
         z1, z2 = _view_reps(held_images, box, encoders[box], encoder_settings, seed, device)
         batch = min(encoder_settings["train"]["batch_size"], n_test)
-        rows.append([method, "stage1", box, "nce_top1", top1(z1, z2, batch), n_test])
+        box_aux = torch.from_numpy(np.nan_to_num(y[held])) if method == "rnce" else None  # missing: the mean
+        rows.append([method, "stage1", box, "nce_top1", top1(z1, z2, batch, box_aux, box_aux), n_test])
     embedding = image_representations(method, images, encoders, aggregator, device, box_reps=torch.from_numpy(reps))
     y = aux[columns].to_numpy(float)
     rows.append([method, "embedding", "all", "auxiliary_r2", held_out_r2(embedding[fit], y[fit], embedding[test],
                                                                          y[test]), int(test.sum())])
-    rows.append([method, "embedding", "all", "nce_top1", _embedding_top1(aggregator, reps[held], list(encoders), seed,
-                                                                         min(aggregator_settings["train"]["batch_size"],
-                                                                             n_test), device), n_test])
+    batch = min(aggregator_settings["train"]["batch_size"], n_test)
+    columns_of = {box: [columns.index(c) for c in boxes[box]] for box in encoders} if method == "rnce" else None
+    rows.append([method, "embedding", "all", "nce_top1",
+                 _embedding_top1(aggregator, reps[held], list(encoders), seed, batch, device,
+                                 torch.from_numpy(np.nan_to_num(y[held])) if method == "rnce" else None, columns_of),
+                 n_test])
     table = pd.DataFrame(rows, columns=COLUMNS).round({"value": 4})
     write_tsv(table, out_path)
     log.info("%s on %d held-out pretrain images: embedding auxiliary R^2 %.3f, NCE top-1 %.3f", method, n_test,
@@ -123,9 +137,10 @@ def validation(method: str, patch_root: str, cohorts: list[str], encoders: dict[
 
 @torch.no_grad()
 def _embedding_top1(aggregator_path: str, box_reps: np.ndarray, box_order: list[str], seed: int, batch: int,
-                    device) -> float:
+                    device, aux: torch.Tensor | None = None, columns_of: dict | None = None) -> float:
     """Stage 2's :func:`top1`: the aggregator's outputs for a random half of the boxes against the other half
-    (``box_reps``: images x boxes x dim in ``box_order``)."""
+    (``box_reps``: images x boxes x dim in ``box_order``; R-NCE: ``aux`` the images' auxiliary rows and
+    ``columns_of`` each box's columns in it, each view's residual taken against its boxes' columns)."""
     from rnce.ssl.models import Aggregator
 
     saved = torch.load(aggregator_path, map_location="cpu", weights_only=True)
@@ -138,4 +153,11 @@ def _embedding_top1(aggregator_path: str, box_reps: np.ndarray, box_order: list[
     first, second = box_split(len(saved["box_names"]), key_seed(seed, "validation"))
     z1 = model(reps[:, first].to(device), first.to(device)).float().cpu()
     z2 = model(reps[:, second].to(device), second.to(device)).float().cpu()
-    return top1(z1, z2, batch)
+    if aux is None:
+        return top1(z1, z2, batch)
+    names = saved["box_names"]
+
+    def view_aux(half: torch.Tensor) -> torch.Tensor:
+        return aux[:, sorted({c for b in half.tolist() for c in columns_of[names[b]]})]
+
+    return top1(z1, z2, batch, view_aux(first), view_aux(second))
