@@ -9,8 +9,8 @@ protocol with --n-boot samples), and the embedding's auxiliary and focal-thinnin
 bootstraps). Needs a finished study (`make study`); models are kept under results_study/curve/n<size>/, so
 an interrupted curve resumes where it stopped.
 
-Cost on 2 cores: each smaller size trains 18 encoders and an aggregator, about the study's R-NCE training
-(docs/study.md gives the measured minutes).
+Cost on 2 cores: each smaller size trains 18 encoders and an aggregator, about the study's R-NCE training;
+the default sizes took 45.5 min wall on 2 cores, 2026-12-07 (docs/study.md, round 3).
 
 Run from the repo root: python benchmarks/learning_curve.py [--sizes 641 2000] [--cores 2] [--n-boot 200]
 Last line: learning_curve: amyloid AUROC full - smallest +0.xx (goal > 0)
