@@ -77,7 +77,8 @@ def print_validation(results: Path) -> None:
 # its value, so a reader sees which came from the paper, which from the design, which from a criterion
 # (and which criterion: only pretraining-only ones are allowed from round 3 on).
 CHOICES = {
-    "aux_ridge": "the paper's eq. 2 (exact projection); the ridge is an ablation (benchmarks/ablation.py)",
+    "aux_ridge": "the paper's eq. 2 (exact projection), the headline by design; the pretraining-only criteria "
+                 "prefer aux_ridge 1 (benchmarks/ablation.py, docs/study.md round 3)",
     "aux_weight": "the paper's eq. 3 (no weight; the auxiliary term a sum over the batch's entries)",
     "augment.blur_mm": "the package default in mm (the paper gives no magnitude)",
     "stage1.epochs": "design: about the 641-image study's 180 optimizer steps over the larger cohort",
