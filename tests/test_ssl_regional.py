@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import write_patch_store
 
 from rnce.ssl.ceiling import kernel_ridge_scores
 from rnce.ssl.data import nested_subset, validation_mask
@@ -80,3 +81,16 @@ def test_rnce_top1_compares_the_residuals_its_nce_term_sees():
     h1, h2, a1, a2 = (torch.from_numpy(m) for m in (h1, h2, a1, a2))
     assert top1(h1, h2, 64) < 0.3
     assert top1(h1, h2, 64, a1, a2) > 0.9
+
+
+def test_validation_names_the_file_and_a_missing_auxiliary_column(tmp_path):
+    from rnce.ssl.validation import validation
+
+    boxes = tmp_path / "auxiliary_boxes.json"
+    boxes.write_text('{"boxes": {"lh_parietal": ["lh_precuneus_thickness"]}}')
+    aux = tmp_path / "auxiliary.tsv"
+    aux.write_text("participant_id\tsession_id\tcohort\tother\ns1\tses-01\tpre\t0.1\n")
+    store = write_patch_store(tmp_path / "patches")
+    with pytest.raises(ValueError, match=r"auxiliary\.tsv: no column\(s\) or box\(es\) \['lh_precuneus_thickness'\]"):
+        validation("rnce", str(store), ["pre"], {"lh_parietal": "x.pt"}, "agg.pt", str(aux), str(boxes),
+                   {"validation_fraction": 0.5, "seed": 0}, {}, str(tmp_path / "out.tsv"))

@@ -103,6 +103,10 @@ def validation(method: str, patch_root: str, cohorts: list[str], encoders: dict[
     aux = images.table[ID_COLUMNS].astype(str).merge(aux, on=ID_COLUMNS, how="left")
     boxes = json.loads(open(auxiliary_boxes).read())["boxes"]
     columns = sorted({c for cols in boxes.values() for c in cols})
+    missing = [c for c in columns if c not in aux.columns] + [b for b in encoders if b not in boxes]
+    if missing:
+        raise ValueError(f"{auxiliary}: no column(s) or box(es) {missing[:5]} (listed in {auxiliary_boxes} or among "
+                         "the encoders)")
     has_aux = aux[columns].notna().all(axis=1).to_numpy()
     fit, test = ~held & has_aux, held & has_aux
     n_test = int(held.sum())
