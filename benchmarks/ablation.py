@@ -20,11 +20,10 @@ import numpy as np
 import pandas as pd
 import study_report as report
 import yaml
-from learning_curve import train_size
+from learning_curve import train_size, training_images
 
 from rnce.evaluate.probes import permutation_pvalue
 from rnce.evaluate.run import probe_feature_set
-from rnce.ssl.data import Images, validation_mask
 from rnce.ssl.diagnostics import diagnostics
 from rnce.ssl.embed import embed
 from rnce.ssl.validation import validation
@@ -75,8 +74,7 @@ def main() -> None:
     name = "rnce_" + "_".join(f"{k}{v}" for k, v in overrides.items())
     folder = results / "ablation" / name
     pretrain = [c for c, spec in config["cohorts"].items() if "pretrain" in spec["roles"]]
-    images = Images(results / "patches", pretrain)
-    full = int((~validation_mask(images.table, config["ssl"]["validation_fraction"])).sum())
+    full = training_images(config, results)
     trained = train_size(full, full, config, results, args.cores, folder, overrides)
     evaluate = [c for c, spec in config["cohorts"].items() if "evaluate" in spec["roles"]]
     embedding = folder / "embedding.tsv"

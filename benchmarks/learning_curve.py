@@ -46,6 +46,13 @@ def equal_steps_epochs(full_images: int, full_epochs: int, images: int, batch: i
     return max(1, round(steps / max(1, images // batch)))
 
 
+def training_images(config: dict, results: Path) -> int:
+    """The study's R-NCE training images: the pretrain images less the validation share."""
+    pretrain = [c for c, spec in config["cohorts"].items() if "pretrain" in spec["roles"]]
+    images = Images(results / "patches", pretrain)
+    return int((~validation_mask(images.table, config["ssl"]["validation_fraction"])).sum())
+
+
 def train_size(size: int, full: int, config: dict, results: Path, cores: int, out: Path | None = None,
                overrides: dict | None = None) -> dict:
     """Train R-NCE on ``size`` of the ``full`` training images (``overrides``: ssl settings changed, e.g.
@@ -123,9 +130,7 @@ def main() -> None:
     config = report.study_config()
     results = ROOT / config["results"]
     ssl = config["ssl"]
-    pretrain = [c for c, spec in config["cohorts"].items() if "pretrain" in spec["roles"]]
-    images = Images(results / "patches", pretrain)
-    full = int((~validation_mask(images.table, ssl["validation_fraction"])).sum())
+    full = training_images(config, results)
     rows = []
     for size in sorted(s for s in args.sizes if s < full):
         start = time.monotonic()
