@@ -1,6 +1,10 @@
 """Augmentations (METHOD §6) and the Models Genesis corruptions.
 
-Patch views for the contrastive methods are made with torchio: rotation, crop
+Patch views for the contrastive methods are made on the training device, a
+batch at a time, by :mod:`rnce.ssl.batch_augment` (``ssl.augment.backend:
+batched``, the default), or one view at a time with torchio (``backend:
+torchio``: the reference the batched path is tested against, and a fallback).
+The list, in torchio's terms: rotation, crop
 (a random zoom-in with translation, torchio's affine; the equivalent of a
 random resized crop that keeps the box's shape), noise, Gaussian blur, bias
 field, flip, spike, contrast (gamma), and GM/WM/CSF labels mapped to random
@@ -29,6 +33,28 @@ import torch
 
 DEFAULTS = {"rotation_deg": 3.0, "crop_zoom": 0.05, "translation_mm": 2.0, "noise_std": 0.1, "blur_mm": 1.0,
             "bias_field": 0.3, "flip": 0.0, "spike": 0.1, "log_gamma": 0.3, "tissue_labels": 0.2, "probability": 0.5}
+BACKENDS = ("batched", "torchio")  # batched: rnce.ssl.batch_augment on the training device; torchio: per view
+
+
+def backend_of(settings: dict | None) -> str:
+    """``settings["backend"]``: ``batched`` (the default) or ``torchio``."""
+    backend = (settings or {}).get("backend", BACKENDS[0])
+    if backend not in BACKENDS:
+        raise ValueError(f"ssl.augment.backend must be one of {list(BACKENDS)}, not {backend!r}")
+    return backend
+
+
+def settings_of(settings: dict | None, voxel_mm: float) -> dict:
+    """The augmentation settings (``settings`` over :data:`DEFAULTS`, checked), with the spatial magnitudes also
+    in voxels of a grid of ``voxel_mm``: ``translation_vox``, ``blur_vox``."""
+    s = {**DEFAULTS, **{k: v for k, v in (settings or {}).items() if k != "backend"}}
+    unknown = set(s) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown augmentation setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)} and backend")
+    backend_of(settings)
+    if voxel_mm <= 0:
+        raise ValueError(f"voxel_mm must be positive, not {voxel_mm}")
+    return {**s, "translation_vox": s["translation_mm"] / voxel_mm, "blur_vox": s["blur_mm"] / voxel_mm}
 
 
 def patch_transform(settings: dict | None = None, voxel_mm: float = 1.0):
@@ -47,15 +73,10 @@ def patch_transform(settings: dict | None = None, voxel_mm: float = 1.0):
     """
     import torchio as tio
 
-    s = {**DEFAULTS, **(settings or {})}
-    unknown = set(s) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown augmentation setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    if voxel_mm <= 0:
-        raise ValueError(f"voxel_mm must be positive, not {voxel_mm}")
+    s = settings_of(settings, voxel_mm)
     p = s["probability"]
     zoom = s["crop_zoom"]
-    shift, blur = s["translation_mm"] / voxel_mm, s["blur_mm"] / voxel_mm
+    shift, blur = s["translation_vox"], s["blur_vox"]
     return tio.Compose([
         tio.RandomLabelsToImage(label_key="labels", image_key="image", used_labels=[1, 2, 3],
                                 default_mean=(-1.5, 1.5), default_std=(0.05, 0.3), p=s["tissue_labels"], copy=False),
