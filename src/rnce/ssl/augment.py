@@ -87,7 +87,8 @@ def patch_transform(settings: dict | None = None, voxel_mm: float = 1.0):
         tio.RandomGamma(log_gamma=s["log_gamma"], p=p, copy=False),
         tio.RandomBlur(std=(0, blur), p=p, copy=False),
         tio.RandomNoise(std=(0, s["noise_std"]), p=p, copy=False),
-        tio.RandomSpike(num_spikes=1, intensity=(0.1, 0.3), p=s["spike"], copy=False),
+        # exactly one spike: torchio reads num_spikes=1 as the range (0, 1), which made no spike half the time
+        tio.RandomSpike(num_spikes=(1, 1), intensity=(0.1, 0.3), p=s["spike"], copy=False),
     ], copy=False)
 
 

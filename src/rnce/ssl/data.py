@@ -52,9 +52,10 @@ class Images:
         out._where = [w for w, k in zip(self._where, keep, strict=True) if k]
         return out
 
-    def read(self, i: int, box: str) -> np.ndarray:
+    def read(self, i: int, box: str, dtype=np.float32) -> np.ndarray:
+        """One image's patch of ``box`` (a copy; ``dtype`` float16 keeps the store's values as stored)."""
         cohort, shard, position = self._where[i]
-        return np.asarray(self.stores[cohort].array(shard, box)[position], dtype=np.float32)
+        return np.array(self.stores[cohort].array(shard, box)[position], dtype=dtype)
 
     def batch(self, rows: list[int], box: str) -> np.ndarray:
         return np.stack([self.read(i, box) for i in rows])
@@ -160,6 +161,24 @@ class PatchViews(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(key_seed(self.seed, self.epoch, i))
             return augment(patch, labels, self.transform), augment(patch, labels, self.transform), self.aux[i]
+
+
+class Patches(Dataset):
+    """One box of each image as stored (float16), its tissue labels and its auxiliary row (or an empty vector):
+    the batched path's input, augmented on the training device (:mod:`rnce.ssl.batch_augment`), so the loader
+    only reads the memory-mapped store."""
+
+    def __init__(self, images: Images, box: str, aux: np.ndarray | None):
+        self.images, self.box = images, box
+        self.aux = torch.as_tensor(aux if aux is not None else np.zeros((len(images), 0)), dtype=torch.float32)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return (torch.from_numpy(self.images.read(i, self.box, np.float16)),
+                torch.from_numpy(self.images.read_labels(i, self.box)), self.aux[i])
 
 
 class WholeImages(Dataset):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 from rnce.ssl import losses
 from rnce.ssl.data import (
     Images,
+    Patches,
     PatchViews,
     VisitPairs,
     WholeImages,
@@ -76,11 +78,12 @@ class Task:
     image_ids: list[str]
     distributed: bool = True
     extra: dict | None = None  # saved with the model (the aggregator's input standardisation)
+    augment: Callable | None = None  # stage 1's batched augmentation (None: the dataset makes the views)
 
     def loss(self, model: nn.Module, batch, epoch: int, step: int) -> Tensor:
         kind, method, settings = self.job["kind"], self.job["method"], self.job["loss"]
         if kind == "encoder":
-            v1, v2, aux = batch
+            v1, v2, aux = self.views(batch, epoch, step) if self.augment is not None else batch
             h = model(torch.cat([v1, v2]))
             h1, h2 = h.chunk(2)
             return contrastive_loss(method, gather(h1), gather(h2), gather(aux), settings)
@@ -100,6 +103,16 @@ class Task:
         z1, z2 = z.chunk(2)
         return (losses.reconstruction(restored, torch.cat([earlier, later]))
                 + settings["lssl_weight"] * losses.lssl_direction(gather(z1), gather(z2), core.direction))
+
+    def views(self, batch, epoch: int, step: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Two views of each patch of a batch, made on its device with random parameters keyed by (seed,
+        epoch, step, process): a resumed run makes the views an uninterrupted one made."""
+        import torch.distributed as dist
+
+        patches, labels, aux = batch
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        generator = torch.Generator(device=patches.device).manual_seed(key_seed(self.job["seed"], epoch, step, rank))
+        return self.augment(patches, labels, generator), self.augment(patches, labels, generator), aux
 
     def aux_columns(self, boxes: Tensor) -> Tensor:
         names = self.job["box_names"]
@@ -175,14 +188,18 @@ def build(job: dict, device: torch.device) -> Task:
         aux = aux_table.to_numpy(np.float32)
     ids = (images.table["cohort"] + "/" + images.table["participant_id"] + "/" + images.table["session_id"]).tolist()
     if kind == "encoder":
-        from rnce.ssl.augment import patch_transform
+        from rnce.ssl.augment import backend_of, patch_transform
+        from rnce.ssl.batch_augment import BatchAugment
 
         images.read_labels(0, job["box"])  # a store without labels fails here, before training starts
         if aux is not None:
             aux = aux[:, [list(aux_table.columns).index(c) for c in box_columns[job["box"]]]]
-        transform = patch_transform(job["augment"], job.get("voxel_mm", 1.0))
-        dataset = PatchViews(images, job["box"], transform, aux, job["seed"])
-        return Task(job, encoder_model(job["model"]), dataset, ids)
+        voxel_mm = job.get("voxel_mm", 1.0)
+        if backend_of(job["augment"]) == "torchio":
+            dataset = PatchViews(images, job["box"], patch_transform(job["augment"], voxel_mm), aux, job["seed"])
+            return Task(job, encoder_model(job["model"]), dataset, ids)
+        return Task(job, encoder_model(job["model"]), Patches(images, job["box"], aux), ids,
+                    augment=BatchAugment(job["augment"], voxel_mm))
     if kind == "aggregator":
         names = list(job["encoders"])
         reps, mean, sd = standardise(box_representations(images, job["encoders"], device))

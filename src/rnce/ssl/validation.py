@@ -72,19 +72,31 @@ def top1(z1: torch.Tensor, z2: torch.Tensor, batch: int, aux1: torch.Tensor | No
 
 @torch.no_grad()
 def _view_reps(images: Images, box: str, encoder_path: str, settings: dict, seed: int, device) -> tuple:
-    from rnce.ssl.augment import augment, patch_transform
+    """Two augmented views of every image's ``box`` through its encoder, made by the training's backend."""
+    from rnce.ssl.augment import augment, backend_of, patch_transform
+    from rnce.ssl.batch_augment import BatchAugment
 
-    transform = patch_transform(settings.get("augment"), settings.get("voxel_mm", 1.0))
     encoder = load_encoder(encoder_path, device)
-    views = ([], [])
+    batch, views = 64, ([], [])
+    if backend_of(settings.get("augment")) == "batched":
+        augmenter = BatchAugment(settings.get("augment"), settings.get("voxel_mm", 1.0))
+        for s in range(0, len(images), batch):
+            rows = list(range(s, min(s + batch, len(images))))
+            patches = torch.from_numpy(images.batch(rows, box)).to(device)
+            labels = torch.from_numpy(np.stack([images.read_labels(i, box) for i in rows])).to(device)
+            generator = torch.Generator(device=device).manual_seed(key_seed(seed, "validation", s))
+            for v in views:
+                v.append(encoder(augmenter(patches, labels, generator)).float().cpu())
+        return tuple(torch.cat(v) for v in views)
+    transform = patch_transform(settings.get("augment"), settings.get("voxel_mm", 1.0))
     for i in range(len(images)):
         patch, labels = images.read(i, box), images.read_labels(i, box)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(key_seed(seed, "validation", i))
             for v in views:
                 v.append(augment(patch, labels, transform))
-    return tuple(torch.cat([encoder(torch.stack(v[s:s + 64]).to(device)).float().cpu()
-                            for s in range(0, len(v), 64)]) for v in views)
+    return tuple(torch.cat([encoder(torch.stack(v[s:s + batch]).to(device)).float().cpu()
+                            for s in range(0, len(v), batch)]) for v in views)
 
 
 def validation(method: str, patch_root: str, cohorts: list[str], encoders: dict[str, str], aggregator: str,
