@@ -65,7 +65,9 @@ def main() -> None:
 
     from rnce.ssl import batch_augment as ba
     from rnce.ssl.augment import augment, patch_transform
+    from rnce.ssl.train import keep_freed_memory
 
+    keep_freed_memory()  # as a CPU training job does (both paths run under it)
     torch.set_num_threads(1)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     patches, labels = boxes(args.batch, args.box)
@@ -76,24 +78,25 @@ def main() -> None:
     transform = patch_transform()
     t_torchio = best_of(args.repeats, lambda: [augment(p, q, transform) for p, q in zip(patches, labels, strict=True)])
 
-    n = max(1, ba.CPU_CHUNK_VOXELS // int(np.prod(x.shape[1:])))  # the views the batched path takes at once
-    v = x[:n, None].clone()
+    n = len(x)
+    k = max(1, ba.CPU_CHUNK_VOXELS // int(np.prod(x.shape[1:])))  # the views the batched path takes at once
+    v = x[:k, None].clone()
     parts = {
-        "tissue labels": lambda: ba.tissue_labels(v, lab[:n, None], torch.zeros(n, 3), torch.ones(n, 3), g),
-        "rotation/crop": lambda: ba.affine(v, ba.affine_matrix(torch.full((n, 3), 1.03, dtype=torch.float64),
-                                                               torch.full((n, 3), 2.0, dtype=torch.float64),
-                                                               torch.full((n, 3), 1.0, dtype=torch.float64),
+        "tissue labels": lambda: ba.tissue_labels(v, lab[:k, None], torch.zeros(k, 3), torch.ones(k, 3), g),
+        "rotation/crop": lambda: ba.affine(v, ba.affine_matrix(torch.full((k, 3), 1.03, dtype=torch.float64),
+                                                               torch.full((k, 3), 2.0, dtype=torch.float64),
+                                                               torch.full((k, 3), 1.0, dtype=torch.float64),
                                                                v.shape[2:])),
-        "bias field": lambda: ba.bias_field(v.clone(), torch.full((n, ba.BIAS_TERMS), 0.1)),
-        "contrast": lambda: ba.gamma(v, torch.full((n,), 1.0)),
-        "blur (largest)": lambda: ba.blur(v, torch.full((n, 3), batched.s["blur_vox"])),
+        "bias field": lambda: ba.bias_field(v.clone(), torch.full((k, ba.BIAS_TERMS), 0.1)),
+        "contrast": lambda: ba.gamma(v, torch.full((k,), 1.0)),
+        "blur (largest)": lambda: ba.blur(v, torch.full((k, 3), batched.s["blur_vox"])),
         "noise": lambda: v + torch.randn(v.shape, generator=g) * 0.1,
-        "spike": lambda: ba.spike(v, torch.rand(n, 3, generator=g), torch.full((n,), 0.2)),
+        "spike": lambda: ba.spike(v, torch.rand(k, 3, generator=g), torch.full((k,), 0.2)),
     }
     print(f"{n} views of {args.box} {tuple(x.shape[1:])} at 1 mm, one core, best of {args.repeats}")
-    print(f"batched path, each transform on {n} views at once (ms per view):")
+    print(f"batched path, each transform on {k} views at once (ms per view):")
     for name, run in parts.items():
-        print(f"  {name:15s} {best_of(args.repeats, run) / n * 1000:6.2f}")
+        print(f"  {name:15s} {best_of(args.repeats, run) / k * 1000:6.2f}")
     print(f"torchio, one view at a time : {n / t_torchio:7.1f} views/s ({t_torchio / n * 1000:.1f} ms per view)")
     print(f"batched on the device (CPU) : {n / t_batched:7.1f} views/s ({t_batched / n * 1000:.1f} ms per view)")
     print(f"augment: ratio {t_torchio / t_batched:.2f} (goal >= 2)")

@@ -1,18 +1,15 @@
-"""Stage-1 training throughput: the real patch-store loader and torchio augmentations
-against the same model fed pre-made tensors, same run.
+"""Stage-1 training throughput: one study job with the views made a batch at a time on the training device
+(ssl.augment.backend: batched) against one view at a time by torchio (backend: torchio), same run.
 
-Builds a patch store of N images on the 2 mm template grid (the template times a
-smooth random field per image), then times stage-1 SimCLR steps of the paper-sized
-PatchEncoder (widths 8-128, 64-d) on one box two ways:
-- loader: rnce.ssl's PatchViews dataset (patch-store reads + two torchio views per
-  image) through a DataLoader with one worker process, as a training job runs it;
-- pre-made: the same number of steps on tensors already in memory.
-Both use one thread for the model (the other core goes to the loader's worker).
-The loader's cost is (loader step time - pre-made step time) / loader step time.
+1. The study job: a SimCLR stage-1 encoder of one box on a patch store of the study's 4 mm grid, with the
+   study's widths and batch (config/study.yaml), one thread, as `snakemake` runs it on the study's machine:
+   rnce.ssl.train.fit for one epoch, its samples/s from the job's own metrics, each path.
+2. The share of step time outside forward/backward at 1 mm with the paper's widths (8-128) on the batched
+   path: reading the batch, making the two views, against the forward, backward and optimiser step.
 Last line:
-    train_throughput: loader <x> of step time (goal < 0.10)
+    train_throughput: ratio <batched samples/s / torchio samples/s> (goal >= 3)
 
-Run from the repo root: python benchmarks/train_throughput.py [--images N] [--steps S] [--box NAME]
+Run from the repo root: python benchmarks/train_throughput.py [--images 960] [--box lh_parietal]
 """
 
 from __future__ import annotations
@@ -26,10 +23,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out" / "train_throughput"
-RESOLUTION = 2.0
+RESOLUTION = 4.0
 
 
-def build(n: int) -> None:
+def build(n: int) -> Path:
+    """A patch store of ``n`` images on the 4 mm template grid (the template times a smooth random field each)."""
     import pandas as pd
     from scipy import ndimage
 
@@ -38,78 +36,99 @@ def build(n: int) -> None:
     from rnce.imaging.template import mni_template
     from rnce.regions import read_regions
 
-    shard = OUT / "store" / "bench" / f"shard-{n:04d}"
+    root = OUT / f"store-{n}"
+    shard = root / "bench" / "shard-0000"
     if shard.exists():
-        return
+        return root
     t1, mask = mni_template(RESOLUTION)
-    regions = str(ROOT / "config" / "regions.tsv")
-    boxes = box_slices(read_regions(regions), t1.affine, t1.shape)
+    boxes = box_slices(read_regions(str(ROOT / "config" / "regions.tsv")), t1.affine, t1.shape)
     template, brain = t1.get_fdata(dtype=np.float32), mask.get_fdata() > 0.5
+    priors = template_priors(None, RESOLUTION)
     rng = np.random.default_rng(0)
-    writer = ShardWriter(shard, boxes, brain_box(brain), 32)
+    writer = ShardWriter(shard, boxes, brain_box(brain), 24)
     for i in range(n):
-        field = ndimage.gaussian_filter(rng.normal(size=template.shape).astype(np.float32), 3)
+        field = ndimage.gaussian_filter(rng.normal(size=template.shape).astype(np.float32), 2)
         image = normalise(template * (1 + field / field.std() * 0.3), brain)
-        writer.add(f"p{i}", "1", f"{i:012x}", image, segment_tissue(image, brain, template_priors(None, RESOLUTION)))
+        writer.add(f"p{i}", "1", f"{i:012x}", image, segment_tissue(image, brain, priors))
     writer.close(pd.DataFrame())
+    return root
 
 
-def step(model, optimizer, v1, v2):
+def study_job(root: Path, box: str, backend: str) -> dict:
+    """The study's stage-1 job for ``box`` (SimCLR: R-NCE's auxiliary term costs nothing next to the views)."""
+    from study_report import study_config
+
+    from rnce.ssl.jobs import make_job, settings
+
+    ssl = dict(study_config()["ssl"])
+    ssl["stage1"] = {**ssl["stage1"], "epochs": 1}
+    ssl["augment"] = {**ssl["augment"], "backend": backend}
+    ssl["validation_fraction"] = 0.0
+    name = f"{backend}_{box}"
+    out = {"model": str(OUT / "jobs" / f"{name}.pt"), "metrics": str(OUT / "jobs" / f"{name}.tsv"),
+           "checkpoints": str(OUT / "jobs" / "checkpoints" / name)}
+    return make_job("simclr", "encoder", settings(ssl, "simclr", "encoder", RESOLUTION), str(root), ["bench"], out,
+                    threads=1, box=box)
+
+
+def samples_per_s(job: dict) -> float:
+    from rnce.ssl.tasks import build as build_task
+    from rnce.ssl.train import fit, setup
+
+    _, _, device = setup(job)
+    return float(fit(build_task(job, device), device)["samples_per_s"].iloc[-1])
+
+
+def outside_share(box: str, batch: int, steps: int) -> tuple[float, float, float]:
+    """(read + augment seconds, forward/backward/step seconds, share outside) per step at 1 mm, paper widths."""
+    from augment import boxes
+
+    from rnce.ssl.batch_augment import BatchAugment
     from rnce.ssl.losses import nt_xent
+    from rnce.ssl.models import PatchEncoder
 
-    h1, h2 = model(torch.cat([v1, v2])).chunk(2)
-    loss = nt_xent(h1, h2)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-
-
-def timed(model, optimizer, batches, warmup: int = 2) -> float:
-    """Seconds per step after ``warmup`` steps."""
-    started = None
-    for i, (v1, v2, *_) in enumerate(batches):
-        if i == warmup:
-            started = time.perf_counter()
-        step(model, optimizer, v1, v2)
-    return (time.perf_counter() - started) / (i + 1 - warmup)
+    patches, labels = boxes(batch, box)
+    stored = torch.from_numpy(patches.astype(np.float16))
+    model = PatchEncoder()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    augmenter, generator = BatchAugment(), torch.Generator().manual_seed(0)
+    outside = inside = 0.0
+    for step in range(steps + 1):
+        started = time.perf_counter()
+        x, lab = stored.clone(), torch.from_numpy(labels.copy())  # what the loader hands over
+        v1, v2 = augmenter(x, lab, generator), augmenter(x, lab, generator)
+        middle = time.perf_counter()
+        h1, h2 = model(torch.cat([v1, v2])).chunk(2)
+        loss = nt_xent(h1, h2)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step:  # the first step warms up
+            outside += middle - started
+            inside += time.perf_counter() - middle
+    return outside / steps, inside / steps, outside / (outside + inside)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=160)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--images", type=int, default=960, help="patch-store images (10 steps of the study batch, 96)")
     parser.add_argument("--box", default="lh_parietal")
+    parser.add_argument("--fine-batch", type=int, default=8, help="batch of the 1 mm, paper-width steps")
+    parser.add_argument("--fine-steps", type=int, default=2)
     args = parser.parse_args()
-    from torch.utils.data import DataLoader
-
-    from rnce.ssl.augment import patch_transform
-    from rnce.ssl.data import EpochBatches, Images, PatchViews
-    from rnce.ssl.models import PatchEncoder
-    from rnce.ssl.train import _ignore_signals
-
-    build(args.images)
+    root = build(args.images)
+    rates = {backend: samples_per_s(study_job(root, args.box, backend)) for backend in ("torchio", "batched")}
+    job = study_job(root, args.box, "batched")
+    print(f"study job: {args.box} at {RESOLUTION:g} mm, widths {job['model']['encoder_widths']}, batch "
+          f"{job['train']['batch_size']}, {args.images} images, one thread")
+    for backend, rate in rates.items():
+        print(f"  {backend:8s}: {rate:7.1f} samples/s")
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    images = Images(OUT / "store", ["bench"])
-    dataset = PatchViews(images, args.box, patch_transform(voxel_mm=RESOLUTION), None, seed=0)
-    n_steps = args.steps + 2
-    if n_steps * args.batch > len(images):
-        raise SystemExit(f"--images must be at least {n_steps * args.batch}")
-    model = PatchEncoder()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loader = DataLoader(dataset, batch_sampler=EpochBatches(len(images), args.batch, 0, 0), num_workers=1,
-                        worker_init_fn=_ignore_signals, prefetch_factor=2)
-    batches = (b for _, b in zip(range(n_steps), loader, strict=False))
-    with_loader = timed(model, optimizer, batches)
-    shape = images.read(0, args.box).shape
-    premade = [(torch.randn(args.batch, 1, *shape), torch.randn(args.batch, 1, *shape)) for _ in range(n_steps)]
-    without = timed(model, optimizer, iter(premade))
-    cost = max(0.0, (with_loader - without) / with_loader)
-    print(f"box {args.box} {shape} at {RESOLUTION} mm, batch {args.batch}, PatchEncoder widths 8-128")
-    print(f"pre-made tensors      : {args.batch / without:7.1f} samples/s ({without * 1000:.0f} ms per step)")
-    print(f"patch store + torchio : {args.batch / with_loader:7.1f} samples/s ({with_loader * 1000:.0f} ms per step)")
-    print(f"train_throughput: loader {cost:.3f} of step time (goal < 0.10)")
+    outside, inside, share = outside_share(args.box, args.fine_batch, args.fine_steps)
+    print(f"1 mm, paper widths (8-128), batch {args.fine_batch}, batched path, one thread: read + views "
+          f"{outside:.2f} s, forward/backward/step {inside:.2f} s per step: {share:.1%} of step time outside "
+          "forward/backward")
+    print(f"train_throughput: ratio {rates['batched'] / rates['torchio']:.2f} (goal >= 3)")
 
 
 if __name__ == "__main__":

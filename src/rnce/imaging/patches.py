@@ -30,7 +30,6 @@ import shutil
 from functools import cached_property
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 
@@ -220,7 +219,10 @@ class PatchStore:
         return out
 
 
-def save_registered(image: nib.Nifti1Image, path: Path) -> None:
+def save_registered(image, path: Path) -> None:
+    """Write a registered image (a nibabel image) atomically."""
+    import nibabel as nib  # here, not at the top: training reads the store where nibabel may be missing
+
     from rnce.io import atomic_path
 
     with atomic_path(path) as tmp:

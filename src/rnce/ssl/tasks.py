@@ -105,14 +105,16 @@ class Task:
                 + settings["lssl_weight"] * losses.lssl_direction(gather(z1), gather(z2), core.direction))
 
     def views(self, batch, epoch: int, step: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Two views of each patch of a batch, made on its device with random parameters keyed by (seed,
-        epoch, step, process): a resumed run makes the views an uninterrupted one made."""
+        """Two views of each patch of a batch, made on its device in one call (each view its own draw) with
+        random parameters keyed by (seed, epoch, step, process): a resumed run makes the views an
+        uninterrupted one made."""
         import torch.distributed as dist
 
         patches, labels, aux = batch
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         generator = torch.Generator(device=patches.device).manual_seed(key_seed(self.job["seed"], epoch, step, rank))
-        return self.augment(patches, labels, generator), self.augment(patches, labels, generator), aux
+        v1, v2 = self.augment(torch.cat([patches, patches]), torch.cat([labels, labels]), generator).chunk(2)
+        return v1, v2, aux
 
     def aux_columns(self, boxes: Tensor) -> Tensor:
         names = self.job["box_names"]
