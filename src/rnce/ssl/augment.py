@@ -34,6 +34,9 @@ import torch
 DEFAULTS = {"rotation_deg": 3.0, "crop_zoom": 0.05, "translation_mm": 2.0, "noise_std": 0.1, "blur_mm": 1.0,
             "bias_field": 0.3, "flip": 0.0, "spike": 0.1, "log_gamma": 0.3, "tissue_labels": 0.2, "probability": 0.5}
 BACKENDS = ("batched", "torchio")  # batched: rnce.ssl.batch_augment on the training device; torchio: per view
+LABEL_MEAN, LABEL_SD = (-1.5, 1.5), (0.05, 0.3)  # a tissue's random Gaussian: mean and SD drawn from these
+SPIKE_INTENSITY = (0.1, 0.3)  # a spike's amplitude, as a share of the spectrum's largest
+BIAS_ORDER = 2  # the bias field's polynomial order
 
 
 def backend_of(settings: dict | None) -> str:
@@ -79,16 +82,16 @@ def patch_transform(settings: dict | None = None, voxel_mm: float = 1.0):
     shift, blur = s["translation_vox"], s["blur_vox"]
     return tio.Compose([
         tio.RandomLabelsToImage(label_key="labels", image_key="image", used_labels=[1, 2, 3],
-                                default_mean=(-1.5, 1.5), default_std=(0.05, 0.3), p=s["tissue_labels"], copy=False),
+                                default_mean=LABEL_MEAN, default_std=LABEL_SD, p=s["tissue_labels"], copy=False),
         tio.RandomAffine(scales=(1.0, 1.0 + zoom), degrees=s["rotation_deg"], translation=shift, default_pad_value=0,
                          p=p, copy=False),
         tio.RandomFlip(axes=(0,), flip_probability=1.0, p=s["flip"], copy=False),
-        tio.RandomBiasField(coefficients=s["bias_field"], order=2, p=p, copy=False),
+        tio.RandomBiasField(coefficients=s["bias_field"], order=BIAS_ORDER, p=p, copy=False),
         tio.RandomGamma(log_gamma=s["log_gamma"], p=p, copy=False),
         tio.RandomBlur(std=(0, blur), p=p, copy=False),
         tio.RandomNoise(std=(0, s["noise_std"]), p=p, copy=False),
         # exactly one spike: torchio reads num_spikes=1 as the range (0, 1), which made no spike half the time
-        tio.RandomSpike(num_spikes=(1, 1), intensity=(0.1, 0.3), p=s["spike"], copy=False),
+        tio.RandomSpike(num_spikes=(1, 1), intensity=SPIKE_INTENSITY, p=s["spike"], copy=False),
     ], copy=False)
 
 

@@ -20,14 +20,20 @@ spike               one k-space spike of max |FFT| x U(0.1, 0.3), added as its c
 ==================  ==========================================================================
 
 Why plain torch: every transform is one batched tensor operation of a few
-lines, with a parameter per view. MONAI's and cornucopia's random transforms
-draw one set of parameters per call, so a batch with a different draw per view
-would be a Python loop over the views again (what this module removes), and
-their batched deterministic pieces (MONAI's ``AffineTransform``) are themselves
-thin wrappers of ``affine_grid``/``grid_sample``. Keeping to torch also adds no
-dependency to the training environment. torchio stays the reference
+lines, with a parameter per view. MONAI's random array transforms take one
+channel-first image and draw one set of parameters per call, so a batch with a
+draw per view would be a Python loop over the views again (what this module
+removes); its batched deterministic piece (``AffineTransform``) is a thin
+wrapper of ``affine_grid``/``grid_sample``. cornucopia is built for the GPU but,
+by its own benchmark, is slower than torchio on the CPU, where the demo, the
+planted study and CI train, and it brings two compiled-kernel dependencies
+(torch-interpol, torch-distmap). torchio stays the reference
 (``ssl.augment.backend: torchio``); ``tests/test_ssl_batch_augment.py`` checks,
 transform by transform, that with the same parameters the two agree.
+
+On CPU the batch is augmented a few views at a time (:data:`CPU_CHUNK_VOXELS`),
+so temporaries stay under glibc's 32 MB mmap ceiling (above it every temporary
+costs fresh zeroed pages), and the transforms work in place.
 
 Randomness comes from one ``torch.Generator`` on the batch's device: on CPU, the
 same seed gives the same views (the training loop keys it by seed, epoch, step
@@ -42,11 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnce.ssl.augment import settings_of
+from rnce.ssl.augment import BIAS_ORDER, LABEL_MEAN, LABEL_SD, SPIKE_INTENSITY, settings_of
 
-LABEL_MEAN, LABEL_SD = (-1.5, 1.5), (0.05, 0.3)
-SPIKE_INTENSITY = (0.1, 0.3)
-BIAS_ORDER = 2
 BIAS_TERMS = (BIAS_ORDER + 1) * (BIAS_ORDER + 2) * (BIAS_ORDER + 3) // 6  # 10 polynomial terms of order <= 2
 TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default
 CPU_CHUNK_VOXELS = 2_000_000  # views augmented together on a CPU (8 MB a volume, 24 MB a sampling grid)
