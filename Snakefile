@@ -5,7 +5,7 @@ import os
 from snakemake.utils import min_version, validate
 
 from rnce.cluster import check_executor
-from rnce.workflow_config import cancel_scheduler_timers, check_config, make_canonical
+from rnce.workflow_config import cancel_scheduler_timers, check_config, expand_results, make_canonical
 
 min_version("9.0")
 
@@ -26,6 +26,7 @@ if config.get("simulate", {}) is None:  # `simulate: null`: no simulated world
 check_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))  # key, allowed keys
 validate(config, "workflow/schemas/config.schema.yaml")  # fills in the defaults
 make_canonical(config)  # key order must not decide what reruns
+expand_results(config)  # "{results}/demo/..." in a cohort's paths: the demo's cohorts follow `results`
 
 
 # Before any job: a SLURM run stops at once when the controller does not answer.

@@ -28,6 +28,16 @@ def test_dag_builds_for_every_config(config, tmp_path):
     assert "simulate" in result.stdout
 
 
+def test_the_demo_cohorts_follow_results(tmp_path):
+    """``--config results=elsewhere`` on the demo config: the simulated cohorts' tables are written and read under
+    elsewhere/demo (their paths hold ``{results}``), and nothing is planned under results/."""
+    result = run_snakemake("all", "-n", "--configfile", str(ROOT / "config" / "config.yaml"), "--config",
+                           "results=elsewhere", "--directory", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "elsewhere/demo/participants/pretrain.tsv" in result.stdout
+    assert not re.search(r"(?<![\w/])results/", result.stdout)
+
+
 def test_study_config_plans_unchanged_through_the_slurm_profile(tmp_path):
     """config/study.yaml runs as it is on a GPU cluster (issue 14): the SLURM profile plans every stage,
     the 2 x 18 encoders included."""

@@ -33,6 +33,19 @@ def make_canonical(config: dict) -> None:
     config.update(ordered)
 
 
+COHORT_PATHS = ("participants", "bids", "subjects_dir", "genotypes")
+
+
+def expand_results(config: dict) -> None:
+    """``{results}`` in a cohort's paths (participants, bids, subjects_dir, genotypes) becomes the ``results``
+    folder, in place: the demo's simulated cohorts live under it, so ``--config results=elsewhere`` moves them
+    with everything else."""
+    for spec in (config.get("cohorts") or {}).values():
+        for key in COHORT_PATHS:
+            if isinstance(spec.get(key), str):
+                spec[key] = spec[key].replace("{results}", str(config["results"]))
+
+
 class ConfigError(ValueError):
     """A config that breaks the schema: each problem with its key, never the whole schema."""
 
