@@ -15,6 +15,15 @@ Needs no network; about 3 minutes on one H100 with the defaults (the store: 4,09
 box, 3 GB under --store). `--dry-run` prints the plan and checks the imports, on any machine.
 
 Run from the repo root: python benchmarks/gpu_check.py [--dry-run] [--images 4096] [--batch 128]
+
+On this project's lent GPU machines (PyTorch, pandas, scipy, PyYAML and NVML there; no network) the torchio
+path needs four wheels carried (56 MB, inside the 64 MiB a call carries): here,
+    mkdir -p .git/info && echo /.whl/ >> .git/info/exclude
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_17_x86_64 -d .whl torchio==1.2.1 nibabel==5.4.2 simpleitk==2.5.7 deprecated==1.3.1
+then, with `.whl` carried, the command there:
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \
+    PYTHONPATH=/tmp/site:src python3 benchmarks/gpu_check.py
 """
 
 from __future__ import annotations
