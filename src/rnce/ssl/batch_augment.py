@@ -124,7 +124,7 @@ def affine(x: Tensor, matrix: Tensor) -> Tensor:
 def bias_field(x: Tensor, coefficients: Tensor) -> Tensor:
     """x times exp(sum of coefficients (B x terms, torchio's order) times the polynomial terms), summed axis
     by axis: z's powers first, then y's, then x's, so the full volume is touched three times, not ten.
-    Overwrites ``x``, as do the other transforms."""
+    Overwrites ``x``."""
     axes = []
     for n in x.shape[2:]:
         r = torch.arange(n, dtype=torch.float64) - n / 2 + 0.5
