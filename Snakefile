@@ -5,7 +5,8 @@ import os
 from snakemake.utils import min_version, validate
 
 from rnce.cluster import check_executor
-from rnce.workflow_config import cancel_scheduler_timers, check_config, expand_results, make_canonical
+from rnce.workflow_config import (cancel_scheduler_timers, check_config, expand_results, make_canonical,
+                                  numbers_from_command_line)
 
 min_version("9.0")
 
@@ -23,6 +24,7 @@ if not workflow.overwrite_configfiles:
 
 if config.get("simulate", {}) is None:  # `simulate: null`: no simulated world
     del config["simulate"]
+numbers_from_command_line(config, "plan")  # --config plan="{cores: 64}" gives strings
 check_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))  # key, allowed keys
 validate(config, "workflow/schemas/config.schema.yaml")  # fills in the defaults
 make_canonical(config)  # key order must not decide what reruns
@@ -45,6 +47,7 @@ onerror:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/plan.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/inventory.smk"
 include: "workflow/rules/features.smk"

@@ -46,6 +46,22 @@ def expand_results(config: dict) -> None:
                 spec[key] = spec[key].replace("{results}", str(config["results"]))
 
 
+def numbers_from_command_line(config: dict, section: str) -> None:
+    """Numbers and nulls of ``config[section]`` given on the command line or in a profile (``--config
+    plan="{max_runtime_min: 2880}"``: Snakemake reads the values as strings) become numbers and None."""
+    for key, value in (config.get(section) or {}).items():
+        if isinstance(value, str):
+            if value in ("null", "None", "~"):
+                config[section][key] = None
+                continue
+            for kind in (int, float):
+                try:
+                    config[section][key] = kind(value)
+                    break
+                except ValueError:
+                    pass
+
+
 class ConfigError(ValueError):
     """A config that breaks the schema: each problem with its key, never the whole schema."""
 
@@ -93,3 +109,38 @@ def cancel_scheduler_timers() -> int:
     for timer in timers:
         timer.cancel()
     return len(timers)
+
+
+CONTRASTIVE = ("rnce", "simclr", "barlow_twins")
+
+
+def feature_sets(chosen: list[str] | None, key: str, imaged: bool, methods: list[str], pretrain: bool) -> list[str]:
+    """The feature sets of a stage (``key``: evaluate or brain_age): ``chosen`` (``<key>.feature_sets``), or fs,
+    the intensity baseline (when the stage's cohorts have images) and every SSL method (when a cohort
+    pretrains, too). Chosen by name only: a contrastive method's stage-1 representations,
+    ``<method>_regional``."""
+    available = ["fs"] + (["intensity"] if imaged else []) + (list(methods) if imaged and pretrain else [])
+    if chosen is None:
+        return available
+    available += [f"{m}_regional" for m in methods if m in CONTRASTIVE and m in available]
+    unknown = [f for f in chosen if f not in available]
+    if unknown:
+        raise ValueError(f"config {key}.feature_sets: {unknown} are neither 'fs', 'intensity', an ssl method nor "
+                         f"a contrastive method's '<method>_regional' "
+                         f"embedded for the {key} cohorts (available: {available})")
+    return list(chosen)
+
+
+def load_config(path: str, schema_path: str, results: str | None = None) -> dict:
+    """A workflow config as the Snakefile completes it: read, the schema's defaults filled in, ``{results}``
+    expanded (``results`` replaces the file's own)."""
+    import yaml
+    from snakemake.utils import validate
+
+    with open(path) as f:
+        config = yaml.safe_load(f)
+    if results is not None:
+        config["results"] = results
+    validate(config, schema_path)
+    expand_results(config)
+    return config

@@ -21,8 +21,8 @@ rule brain_age_split:
         f"{RESULTS}/benchmarks/brain_age/split.tsv"
     localrule: True
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=planned_mem_mb("brain_age_split", 2000),
+        runtime=planned_runtime("brain_age_split", 10),
     conda:
         "../../envs/brain_age.yaml"
     script:
@@ -45,8 +45,8 @@ rule brain_age_model:
     benchmark:
         f"{RESULTS}/benchmarks/brain_age/{{feature_set}}.tsv"
     resources:
-        mem_mb=4000,
-        runtime=20,
+        mem_mb=planned_mem_mb("brain_age_model", 4000),
+        runtime=planned_runtime("brain_age_model", 20),
     conda:
         "../../envs/brain_age.yaml"
     script:
@@ -70,8 +70,8 @@ rule brain_age_summary:
         f"{RESULTS}/benchmarks/brain_age/summary.tsv"
     localrule: True
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=planned_mem_mb("brain_age_summary", 2000),
+        runtime=planned_runtime("brain_age_summary", 10),
     conda:
         "../../envs/brain_age.yaml"
     script:

@@ -7,6 +7,7 @@ from rnce import cohort as cohorts_lib
 from rnce.features import KEYS as FEATURE_KEYS
 from rnce.regions import read_regions
 from rnce.ssl import jobs as ssl_jobs
+from rnce.workflow_config import feature_sets
 
 RESULTS = config["results"]
 FS_STATS = ("aseg.stats", "lh.aparc.stats", "rh.aparc.stats")
@@ -199,21 +200,9 @@ def brain_age_cohorts():
 
 
 def _feature_sets(key, cohorts):
-    """<key>.feature_sets, or fs, the intensity baseline (when these cohorts have images) and every SSL
-    method (when a cohort pretrains, too)."""
-    chosen = config[key]["feature_sets"]
-    imaged = all(c in IMAGED for c in cohorts)
-    available = ["fs"] + (["intensity"] if imaged else []) + (SSL_METHODS if imaged and pretrain_cohorts() else [])
-    if chosen is None:
-        return available
-    # beyond the paper, chosen by name only: a contrastive method's stage-1 representations side by side
-    available += [f"{m}_regional" for m in SSL_METHODS if m in ("rnce", "simclr", "barlow_twins") and m in available]
-    unknown = [f for f in chosen if f not in available]
-    if unknown:
-        raise ValueError(f"config {key}.feature_sets: {unknown} are neither 'fs', 'intensity', an ssl method nor "
-                         f"a contrastive method's '<method>_regional' "
-                         f"embedded for the {key} cohorts (available: {available})")
-    return list(chosen)
+    """<key>.feature_sets, or the default sets of these cohorts (rnce.workflow_config.feature_sets)."""
+    return feature_sets(config[key]["feature_sets"], key, all(c in IMAGED for c in cohorts), SSL_METHODS,
+                        bool(pretrain_cohorts()))
 
 
 FEATURE_SETS = _feature_sets("evaluate", evaluate_cohorts())
@@ -394,6 +383,7 @@ def all_outputs(wildcards):
     """Everything `rule all` builds; each stage adds its final outputs here."""
     return (
         simulate_outputs()
+        + [f"{RESULTS}/plan.tsv"]
         + expand(f"{RESULTS}/inventory/{{cohort}}.tsv", cohort=IMAGED)
         + [f"{RESULTS}/features/harmonized.tsv", f"{RESULTS}/features/auxiliary.tsv", f"{RESULTS}/features/qc.png"]
         + expand(f"{RESULTS}/qc/registration_{{cohort}}.tsv", cohort=IMAGED)

@@ -28,8 +28,8 @@ rule evaluate_labels:
         f"{RESULTS}/benchmarks/evaluation/labels.tsv"
     localrule: True
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=planned_mem_mb("evaluate_labels", 2000),
+        runtime=planned_runtime("evaluate_labels", 10),
     conda:
         "../../envs/evaluate.yaml"
     script:
@@ -56,8 +56,8 @@ rule evaluate_probe:
         f"{RESULTS}/benchmarks/evaluation/bootstrap/{{feature_set}}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=planned_mem_mb("evaluate_probe", 4000),
+        runtime=planned_runtime("evaluate_probe", 60),
     conda:
         "../../envs/evaluate.yaml"
     script:
@@ -82,8 +82,8 @@ rule evaluate_summary:
     benchmark:
         f"{RESULTS}/benchmarks/evaluation/summary.tsv"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=planned_mem_mb("evaluate_summary", 4000),
+        runtime=planned_runtime("evaluate_summary", 30),
     conda:
         "../../envs/evaluate.yaml"
     script:

@@ -15,8 +15,8 @@ rule recon_all:
         f"{RESULTS}/benchmarks/features/recon_all/{{cohort}}/{{key}}.tsv"
     threads: 4
     resources:
-        mem_mb=8000,
-        runtime=720,
+        mem_mb=planned_mem_mb("recon_all", 8000),
+        runtime=planned_runtime("recon_all", 720),
     conda:
         "../../envs/features.yaml"
     script:
@@ -40,8 +40,8 @@ rule features_shard:
     benchmark:
         f"{RESULTS}/benchmarks/features/{{cohort}}/shard-{{shard}}.tsv"
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=planned_mem_mb("features_shard", 4000),
+        runtime=planned_runtime("features_shard", 120),
     conda:
         "../../envs/features.yaml"
     script:
@@ -62,8 +62,8 @@ rule features_raw:
     benchmark:
         f"{RESULTS}/benchmarks/features/raw.tsv"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=planned_mem_mb("features_raw", 4000),
+        runtime=planned_runtime("features_raw", 30),
     conda:
         "../../envs/features.yaml"
     script:

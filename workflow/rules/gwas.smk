@@ -27,8 +27,8 @@ rule gwas_qc:
         f"{RESULTS}/benchmarks/gwas/qc.tsv"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=planned_mem_mb("gwas_qc", 8000),
+        runtime=planned_runtime("gwas_qc", 120),
     conda:
         "../../envs/gwas.yaml"
     script:
@@ -54,8 +54,8 @@ rule gwas_glm:
         f"{RESULTS}/benchmarks/gwas/{{feature_set}}_glm.tsv"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=planned_mem_mb("gwas_glm", 8000),
+        runtime=planned_runtime("gwas_glm", 120),
     conda:
         "../../envs/gwas.yaml"
     script:
@@ -80,8 +80,8 @@ rule gwas_report:
     benchmark:
         f"{RESULTS}/benchmarks/gwas/{{feature_set}}_report.tsv"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=planned_mem_mb("gwas_report", 4000),
+        runtime=planned_runtime("gwas_report", 30),
     conda:
         "../../envs/gwas.yaml"
     script:
@@ -99,8 +99,8 @@ rule fuma:
         f"{RESULTS}/benchmarks/fuma/{{feature_set}}_bag.tsv"
     localrule: True
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=planned_mem_mb("fuma", 2000),
+        runtime=planned_runtime("fuma", 10),
     conda:
         "../../envs/gwas.yaml"
     script:

@@ -23,8 +23,8 @@ rule harmonize:
     benchmark:
         f"{RESULTS}/benchmarks/harmonize.tsv"
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=planned_mem_mb("harmonize", 8000),
+        runtime=planned_runtime("harmonize", 60),
     conda:
         "../../envs/harmonize.yaml"
     script:

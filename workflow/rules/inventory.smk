@@ -13,8 +13,8 @@ rule inventory_shard:
     benchmark:
         f"{RESULTS}/benchmarks/inventory/{{cohort}}/shard-{{shard}}.tsv"
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=planned_mem_mb("inventory_shard", 1000),
+        runtime=planned_runtime("inventory_shard", 10),
     conda:
         "../../envs/imaging.yaml"
     script:
@@ -32,8 +32,8 @@ rule inventory_cohort:
         f"{RESULTS}/benchmarks/inventory/{{cohort}}.tsv"
     localrule: True
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=planned_mem_mb("inventory_cohort", 1000),
+        runtime=planned_runtime("inventory_cohort", 5),
     conda:
         "../../envs/imaging.yaml"
     script:

@@ -19,8 +19,8 @@ rule ldsc_reference:
     benchmark:
         f"{RESULTS}/benchmarks/ldsc/reference.tsv"
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=planned_mem_mb("ldsc_reference", 8000),
+        runtime=planned_runtime("ldsc_reference", 120),
     conda:
         "../../envs/gwas.yaml"
     script:
@@ -42,8 +42,8 @@ rule ldsc_munge:
     benchmark:
         f"{RESULTS}/benchmarks/ldsc/{{feature_set}}_munge.tsv"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=planned_mem_mb("ldsc_munge", 4000),
+        runtime=planned_runtime("ldsc_munge", 30),
     conda:
         "../../envs/gwas.yaml"
     script:
@@ -67,8 +67,8 @@ rule ldsc_h2:
     benchmark:
         f"{RESULTS}/benchmarks/ldsc/{{feature_set}}_h2.tsv"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=planned_mem_mb("ldsc_h2", 4000),
+        runtime=planned_runtime("ldsc_h2", 30),
     conda:
         "../../envs/gwas.yaml"
     script:
@@ -93,8 +93,8 @@ rule ldsc_rg:
     benchmark:
         f"{RESULTS}/benchmarks/ldsc/rg.tsv"
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=planned_mem_mb("ldsc_rg", 4000),
+        runtime=planned_runtime("ldsc_rg", 60),
     conda:
         "../../envs/gwas.yaml"
     script:
@@ -117,8 +117,8 @@ rule ldsc_cell_type:
     benchmark:
         f"{RESULTS}/benchmarks/ldsc/cell_types/{{cell_type}}.tsv"
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=planned_mem_mb("ldsc_cell_type", 4000),
+        runtime=planned_runtime("ldsc_cell_type", 60),
     conda:
         "../../envs/gwas.yaml"
     script:
@@ -143,8 +143,8 @@ rule ldsc_enrichment:
     benchmark:
         f"{RESULTS}/benchmarks/ldsc/{{feature_set}}_cell_types.tsv"
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=planned_mem_mb("ldsc_enrichment", 4000),
+        runtime=planned_runtime("ldsc_enrichment", 60),
     conda:
         "../../envs/gwas.yaml"
     script:
@@ -167,8 +167,8 @@ rule ldsc_summary:
         f"{RESULTS}/benchmarks/ldsc/summary.tsv"
     localrule: True
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=planned_mem_mb("ldsc_summary", 2000),
+        runtime=planned_runtime("ldsc_summary", 10),
     conda:
         "../../envs/gwas.yaml"
     script:

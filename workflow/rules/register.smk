@@ -48,8 +48,8 @@ rule preprocess_shard:
         f"{RESULTS}/benchmarks/register/{{cohort}}/shard-{{shard}}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=240,
+        mem_mb=planned_mem_mb("preprocess_shard", 4000),
+        runtime=planned_runtime("preprocess_shard", 240),
     conda:
         "../../envs/imaging.yaml"
     script:
@@ -71,8 +71,8 @@ rule registration_qc:
     benchmark:
         f"{RESULTS}/benchmarks/register/{{cohort}}_qc.tsv"
     resources:
-        mem_mb=2000,
-        runtime=20,
+        mem_mb=planned_mem_mb("registration_qc", 2000),
+        runtime=planned_runtime("registration_qc", 20),
     conda:
         "../../envs/imaging.yaml"
     script:
@@ -92,8 +92,8 @@ rule intensity_features:
     benchmark:
         f"{RESULTS}/benchmarks/features/intensity.tsv"
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=planned_mem_mb("intensity_features", 2000),
+        runtime=planned_runtime("intensity_features", 30),
     conda:
         "../../envs/imaging.yaml"
     script:

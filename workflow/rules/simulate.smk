@@ -19,8 +19,8 @@ checkpoint simulate:
         f"{RESULTS}/benchmarks/simulate.tsv"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=planned_mem_mb("simulate", 4000),
+        runtime=planned_runtime("simulate", 60),
     conda:
         "../../envs/simulate.yaml"
     script:

@@ -91,8 +91,8 @@ rule ssl_encoder:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=8000,
-        runtime=720,
+        mem_mb=planned_mem_mb("ssl_encoder", 8000),
+        runtime=planned_runtime("ssl_encoder", 720),
     conda:
         "../../envs/ssl.yaml"
     script:
@@ -124,8 +124,8 @@ rule ssl_aggregator:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=16000,
-        runtime=240,
+        mem_mb=planned_mem_mb("ssl_aggregator", 16000),
+        runtime=planned_runtime("ssl_aggregator", 240),
     conda:
         "../../envs/ssl.yaml"
     script:
@@ -155,8 +155,8 @@ rule ssl_reconstruction:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=16000,
-        runtime=1440,
+        mem_mb=planned_mem_mb("ssl_reconstruction", 16000),
+        runtime=planned_runtime("ssl_reconstruction", 1440),
     conda:
         "../../envs/ssl.yaml"
     script:
@@ -183,8 +183,8 @@ rule embed:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=planned_mem_mb("embed", 8000),
+        runtime=planned_runtime("embed", 120),
     conda:
         "../../envs/ssl.yaml"
     script:
@@ -213,8 +213,8 @@ rule embed_regional:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=planned_mem_mb("embed_regional", 8000),
+        runtime=planned_runtime("embed_regional", 120),
     conda:
         "../../envs/ssl.yaml"
     script:
@@ -240,8 +240,8 @@ rule ssl_diagnostics:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=planned_mem_mb("ssl_diagnostics", 8000),
+        runtime=planned_runtime("ssl_diagnostics", 60),
     conda:
         "../../envs/ssl.yaml"
     script:
@@ -272,8 +272,8 @@ rule ssl_validation:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=planned_mem_mb("ssl_validation", 8000),
+        runtime=planned_runtime("ssl_validation", 60),
     conda:
         "../../envs/ssl.yaml"
     script:
@@ -298,8 +298,8 @@ rule ssl_ceiling:
         f"{RESULTS}/benchmarks/ssl/ceiling.tsv"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=planned_mem_mb("ssl_ceiling", 8000),
+        runtime=planned_runtime("ssl_ceiling", 60),
     conda:
         "../../envs/ssl.yaml"
     script:
@@ -321,8 +321,8 @@ rule ssl_curves:
         f"{RESULTS}/benchmarks/ssl/{{method}}/loss_curves.tsv"
     localrule: True
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=planned_mem_mb("ssl_curves", 2000),
+        runtime=planned_runtime("ssl_curves", 10),
     conda:
         "../../envs/ssl.yaml"
     script:

@@ -32,11 +32,10 @@ from scipy.special import expit
 from scipy.stats import rankdata
 from threadpoolctl import threadpool_limits
 
+from rnce.evaluate.logistic import ProbeError, logistic_full, newton
+from rnce.evaluate.tuning import DEFAULT_GRID, select_l2
+
 TASK_KINDS = ("classification", "regression")
-
-
-class ProbeError(ValueError):
-    """Features or labels a probe cannot be fitted on."""
 
 
 def _check(X: np.ndarray, y: np.ndarray, task: str, n_holdout: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,94 +109,18 @@ def _ridge(D: np.ndarray, y: np.ndarray, hold: np.ndarray, penalty: np.ndarray) 
     return np.linalg.solve(A, b[:, :, None])[:, :, 0].T
 
 
-def _logistic_full(D: np.ndarray, y: np.ndarray, l2: float, tol: float) -> np.ndarray:
-    """Newton's method on all subjects (penalty l2 on the standardised coefficients), its steps halved
-    until the objective falls (a weak penalty on nearly separable classes makes plain Newton overshoot)."""
-    q = D.shape[1]
-    pen = np.r_[0.0, np.full(q - 1, l2)]
-    ones = np.ones((len(D), 1))
-    v = np.zeros(q)
-    obj = _objective((D @ v)[:, None], y, ones, v[:, None], pen[None])[0]
-    for _ in range(100):
-        p = expit(D @ v)
-        grad = D.T @ (y - p) - pen * v
-        if np.abs(grad).max() < tol:
-            break
-        H = D.T @ (D * (p * (1 - p))[:, None]) + np.diag(pen)
-        step = np.linalg.lstsq(H, grad, rcond=None)[0]
-        for _ in range(30):
-            trial = v + step
-            obj_trial = _objective((D @ trial)[:, None], y, ones, trial[:, None], pen[None])[0]
-            if obj_trial <= obj + 1e-12 * abs(obj):
-                break
-            step = step / 2
-        v, obj = trial, obj_trial
-    return v
-
-
-def _objective(eta: np.ndarray, y: np.ndarray, mask: np.ndarray, V: np.ndarray, penalty: np.ndarray) -> np.ndarray:
-    loss = np.logaddexp(0, eta) - y[:, None] * eta
-    return (loss * mask).sum(axis=0) + 0.5 * (penalty.T * V ** 2).sum(axis=0)
-
-
-def _newton(D: np.ndarray, y: np.ndarray, mask: np.ndarray, V: np.ndarray, penalty: np.ndarray,
-            Hinv: np.ndarray, tol: float, max_iter: int) -> np.ndarray:
-    """Penalised logistic fits (columns of ``V``, updated in place) on the rows ``mask`` (n x fits) selects.
-
-    Steps are ``Hinv @ gradient`` (an approximate inverse Hessian per fit), halved until the
-    objective falls; a fit whose gradient does not halve gets its exact Hessian at the current
-    point. A fit still moving after ``max_iter`` steps is an error.
-    """
-    n_fit = V.shape[1]
-    eta = D @ V
-    obj = _objective(eta, y, mask, V, penalty)
-    previous = np.full(n_fit, np.inf)
-    scale = tol * max(1.0, float(len(D)))
-    for _ in range(max_iter):
-        G = D.T @ (mask * (y[:, None] - expit(eta))) - penalty.T * V
-        size = np.abs(G).max(axis=0)
-        active = np.flatnonzero(size > scale)
-        if not len(active):
-            return V
-        exact_hessians(D, mask, eta, penalty, Hinv, active[size[active] > 0.5 * previous[active]])
-        previous[active] = size[active]
-        step = np.einsum("bqr,rb->qb", Hinv[active], G[:, active])
-        t = np.ones(len(active))
-        for _ in range(30):
-            trial = V[:, active] + step * t
-            eta_trial = D @ trial
-            obj_trial = _objective(eta_trial, y, mask[:, active], trial, penalty[active])
-            worse = obj_trial > obj[active] + 1e-12 * np.abs(obj[active])
-            if not worse.any():
-                break
-            t[worse] *= 0.5
-        V[:, active], eta[:, active], obj[active] = trial, eta_trial, obj_trial
-    raise ProbeError(f"logistic fits did not converge in {max_iter} iterations ({len(active)} of {n_fit})")
-
-
-def exact_hessians(D: np.ndarray, mask: np.ndarray, eta: np.ndarray, penalty: np.ndarray, Hinv: np.ndarray,
-                   fits: np.ndarray) -> None:
-    """Replace the approximate inverse Hessians ``Hinv`` of ``fits`` by the exact ones at their current
-    linear predictors ``eta`` (for fits whose approximate Newton steps converge too slowly)."""
-    for b in fits:
-        w = mask[:, b] * expit(eta[:, b]) * expit(-eta[:, b])
-        Hb = D.T @ (D * w[:, None])
-        Hb[np.diag_indices_from(Hb)] += penalty[b]
-        Hinv[b] = np.linalg.inv(Hb)
-
-
 def _logistic(D: np.ndarray, y: np.ndarray, hold: np.ndarray, penalty: np.ndarray, l2: float,
               tol: float = 1e-8, max_iter: int = 200) -> np.ndarray:
     """(q, n_boot) penalised logistic coefficients of each training part (``penalty``: l2 x weights)."""
     n_boot = len(hold)
     mask = np.ones((len(D), n_boot))
     mask[hold, np.arange(n_boot)[:, None]] = 0.0
-    v0 = _logistic_full(D, y, l2, tol)
+    v0 = logistic_full(D, y, l2, tol)
     p0 = expit(D @ v0)
     H = _downdated(D, p0 * (1 - p0), hold)
     H[:, np.arange(D.shape[1]), np.arange(D.shape[1])] += penalty
     V = np.repeat(v0[:, None], n_boot, axis=1)
-    return _newton(D, y, mask, V, penalty, np.linalg.inv(H), tol, max_iter)
+    return newton(D, y, mask, V, penalty, np.linalg.inv(H), tol, max_iter)
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -226,8 +149,6 @@ def bootstrap_fit(X, y, task: str, n_boot: int = 1000, n_holdout: int = 100, see
     (regression), and (n_boot,) penalties. The holdouts depend only on ``y``, ``task``, ``n_boot``,
     ``n_holdout`` and ``seed``, so two feature sets of the same subjects in the same order get paired scores.
     """
-    from rnce.evaluate.tuning import DEFAULT_GRID, select_l2
-
     X, y = _check(X, y, task, n_holdout)
     hold = holdout_indices(y, task, n_boot, n_holdout, seed)
     D = _design(X)

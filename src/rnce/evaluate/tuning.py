@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from rnce.evaluate.probes import ProbeError, _logistic_full, exact_hessians
+from rnce.evaluate.logistic import ProbeError, exact_hessians, logistic_full
 
 DEFAULT_GRID = tuple(10.0 ** k for k in range(-4, 5))  # 1e-4 ... 1e4
 CHUNK_BYTES = 64 * 2**20  # per block of inner fits: their (q x q) matrices, or their subjects x fits arrays
@@ -134,7 +134,7 @@ def _ridge_scores(D: np.ndarray, y: np.ndarray, folds: np.ndarray, weights: np.n
 
 def _newton_secant(D: np.ndarray, y: np.ndarray, mask: np.ndarray, V: np.ndarray, penalty: np.ndarray,
                    Hinv: np.ndarray, tol: float, max_iter: int, slow: float = 0.9) -> np.ndarray:
-    """The inner fits' Newton steps (``V`` updated in place and returned), cheaper than :func:`rnce.evaluate.probes._newton`: a step is kept
+    """The inner fits' Newton steps (``V`` updated in place and returned), cheaper than :func:`rnce.evaluate.probes.newton`: a step is kept
     when the objective's slope along it at the new point is below minus its slope at the start (the
     secant test, exact for a quadratic), which needs only the new point's gradient, itself the next
     step's; so no log-loss is evaluated. A fit that has not converged after ``max_iter`` steps is
@@ -184,7 +184,7 @@ def _logistic_scores(D: np.ndarray, y: np.ndarray, folds: np.ndarray, weights: n
     mean_w = weights.mean(axis=0)
     precond = []
     for l2 in grid:
-        p = expit(D @ _logistic_full(D, y, l2, tol))
+        p = expit(D @ logistic_full(D, y, l2, tol))
         precond.append(np.linalg.pinv(fraction * (D.T @ (D * (p * (1 - p))[:, None])) + np.diag(l2 * mean_w)))
     scores = []
     step = _chunk(n, q, k)

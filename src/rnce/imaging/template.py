@@ -29,9 +29,7 @@ def mni_template(resolution: float = 1.0) -> tuple[nib.Nifti1Image, nib.Nifti1Im
     t1 = datasets.load_mni152_template(resolution=1)
     mask = datasets.load_mni152_brain_mask(resolution=1)
     if resolution != 1:
-        affine = np.diag([resolution] * 3 + [1.0])
-        affine[:3, 3] = t1.affine[:3, 3]
-        shape = tuple(int(np.ceil(s / resolution)) for s in t1.shape)
+        affine, shape = template_grid(None, resolution)
         t1 = image.resample_img(t1, target_affine=affine, target_shape=shape, interpolation="continuous",
                                 force_resample=True, copy_header=True)
         mask = image.resample_img(mask, target_affine=affine, target_shape=shape, interpolation="nearest",
@@ -40,6 +38,23 @@ def mni_template(resolution: float = 1.0) -> tuple[nib.Nifti1Image, nib.Nifti1Im
     t1 = nifti(data / max(float(data.max()), 1e-6), t1.affine)
     mask = nifti((mask.get_fdata() > 0.5).astype(np.uint8), mask.affine)
     return t1, mask
+
+
+def template_grid(path: str | None = None, resolution: float = 1.0) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The affine and shape of the template grid at ``resolution`` mm (as :func:`load_template` makes it),
+    from the header alone."""
+    if path is None:
+        from nilearn import datasets
+
+        t1 = datasets.load_mni152_template(resolution=1)
+        affine = np.diag([resolution] * 3 + [1.0])
+        affine[:3, 3] = t1.affine[:3, 3]
+        return affine, tuple(int(np.ceil(s / resolution)) for s in t1.shape[:3])
+    t1 = nib.load(path)
+    affine = np.diag([resolution] * 3 + [1.0])
+    affine[:3, 3] = nib.as_closest_canonical(t1).affine[:3, 3]
+    extent = np.abs(t1.affine[:3, :3] @ np.asarray(t1.shape[:3]))
+    return affine, tuple(int(np.ceil(e / resolution)) for e in extent)
 
 
 @cache
@@ -51,10 +66,7 @@ def load_template(path: str | None = None, resolution: float = 1.0) -> tuple[nib
     from nilearn import image
 
     t1 = nib.load(path)
-    affine = np.diag([resolution] * 3 + [1.0])
-    affine[:3, 3] = nib.as_closest_canonical(t1).affine[:3, 3]
-    extent = np.abs(t1.affine[:3, :3] @ np.asarray(t1.shape[:3]))
-    shape = tuple(int(np.ceil(e / resolution)) for e in extent)
+    affine, shape = template_grid(path, resolution)
     t1 = image.resample_img(nib.as_closest_canonical(t1), target_affine=affine, target_shape=shape,
                             interpolation="continuous", force_resample=True, copy_header=True)
     data = np.clip(t1.get_fdata(dtype=np.float32), 0, None)
