@@ -5,8 +5,7 @@ import os
 from snakemake.utils import min_version, validate
 
 from rnce.cluster import check_executor
-from rnce.workflow_config import (cancel_scheduler_timers, check_config, expand_results, make_canonical,
-                                  numbers_from_command_line)
+from rnce.workflow_config import cancel_scheduler_timers, check_config, expand_results, make_canonical
 
 min_version("9.0")
 
@@ -24,7 +23,6 @@ if not workflow.overwrite_configfiles:
 
 if config.get("simulate", {}) is None:  # `simulate: null`: no simulated world
     del config["simulate"]
-numbers_from_command_line(config, "plan")  # --config plan="{cores: 64}" gives strings
 check_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))  # key, allowed keys
 validate(config, "workflow/schemas/config.schema.yaml")  # fills in the defaults
 make_canonical(config)  # key order must not decide what reruns

@@ -72,11 +72,16 @@ def test_calibrating_on_a_folder_without_the_planned_jobs_names_it(tmp_path):
 
 
 def test_numbers_given_on_the_command_line_become_numbers():
-    config = {"plan": {"max_runtime_min": "2880", "gpu_tflops": "12.5", "calibrate_from": "old/benchmarks",
-                       "cores": "null"}}
-    numbers_from_command_line(config, "plan")
-    assert config["plan"] == {"max_runtime_min": 2880, "gpu_tflops": 12.5, "calibrate_from": "old/benchmarks",
-                              "cores": None}
+    import yaml
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    config = {"plan": {"max_runtime_min": "2880", "gpu_tflops": "12.5", "calibrate_from": "2024"},
+              "ssl": {"stage1": {"epochs": "3", "batch_size": "64", "learning_rate": "0.001"}, "rep_dim": "x"},
+              "cohorts": {"a": {"participants": "2024"}}}
+    numbers_from_command_line(config, schema)
+    assert config["plan"] == {"max_runtime_min": 2880, "gpu_tflops": 12.5, "calibrate_from": "2024"}
+    assert config["ssl"] == {"stage1": {"epochs": 3, "batch_size": 64, "learning_rate": 0.001}, "rep_dim": "x"}
+    assert config["cohorts"]["a"]["participants"] == "2024"  # a string where the schema wants one
 
 
 def tiny_plan(tmp_path, monkeypatch, **plan) -> report.Plan:
@@ -99,19 +104,19 @@ def test_the_tiny_plan_from_the_package_table_alone(tmp_path, monkeypatch):
 
 
 def test_a_job_that_cannot_fit_the_walltime_stops_the_run_before_any_job(tmp_path):
-    """A stage-1 job of 400 epochs cannot fit a 60-minute walltime: the dry run already fails, naming the
-    rule and the setting, and prints the plan; nothing is written."""
-    result = run_snakemake("all", "-n", "--configfile", str(ROOT / "config" / "config.yaml"), "--config",
-                           "plan={max_runtime_min: 60}",
-                           "ssl={stage1: {epochs: 400, batch_size: 96, learning_rate: 0.001, weight_decay: 0.0}}",
-                           "--directory", str(tmp_path))
+    """The study's stage-1 jobs at 400 epochs (100x its own) cannot fit a 3-hour walltime: the dry run already
+    fails, naming the rule and the setting, and prints the plan; nothing is written. At its own 4 epochs it fits."""
+    study = str(ROOT / "config" / "study.yaml")
+    result = run_snakemake("all", "-n", "--configfile", study, "--config", "plan={max_runtime_min: 180}",
+                           "ssl={stage1: {epochs: 400}}", "--directory", str(tmp_path))
     assert result.returncode != 0
-    assert "rule ssl_encoder: 36 job(s)" in result.stderr and "ssl.stage1.epochs" in result.stderr, result.stderr
-    assert "rnce plan: 2 cores" in result.stderr
-    assert not (tmp_path / "results").exists()
-    fits = run_snakemake("all", "-n", "--configfile", str(ROOT / "config" / "config.yaml"), "--config",
-                         "plan={max_runtime_min: 60}", "--directory", str(tmp_path))
-    assert fits.returncode == 0, fits.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "rule ssl_encoder: 36 job(s)" in output and "ssl.stage1.epochs" in output, output[-3000:]
+    assert "rnce plan: 2 cores" in output
+    assert not (tmp_path / "results_study").exists()
+    fits = run_snakemake("all", "-n", "--configfile", study, "--config", "plan={max_runtime_min: 180}",
+                         "--directory", str(tmp_path))
+    assert fits.returncode == 0, fits.stdout[-3000:]
 
 
 def test_the_plan_target_runs_before_the_simulation(tmp_path):

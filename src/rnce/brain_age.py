@@ -29,8 +29,8 @@ from rnce.qc_tables import failed_images
 
 log = logging.getLogger(__name__)
 
-SPLIT_COLUMNS = [*IMAGE, "age", "sex", "bucket", "split"]
-BAG_COLUMNS = [*IMAGE, "sex", "age", "predicted_age", "bag", "bag_raw", "split"]
+SPLIT_COLUMNS = [*IMAGE, "site", "age", "sex", "bucket", "split"]
+BAG_COLUMNS = [*IMAGE, "site", "sex", "age", "predicted_age", "bag", "bag_raw", "split"]
 
 
 class BrainAgeError(ValueError):
@@ -72,7 +72,7 @@ def balanced_split(table: pd.DataFrame, buckets: list[list[float]], per_bucket: 
     if (base["split"] == "validation").sum() < 3:
         raise BrainAgeError(f"{len(base)} subjects leave {(base['split'] == 'validation').sum()} for validation: "
                             "lower brain_age.train_per_bucket")
-    return base[SPLIT_COLUMNS].reset_index(drop=True), pd.DataFrame(counts)
+    return base[[c for c in SPLIT_COLUMNS if c in base.columns]].reset_index(drop=True), pd.DataFrame(counts)
 
 
 def _ridge_fit(X: np.ndarray, y: np.ndarray, l2: float):
@@ -126,7 +126,7 @@ def split_job(cohorts: dict[str, dict], results: str, registration_qc: list[str]
               buckets: list[list[float]], per_bucket: int, short_buckets: str, seed: int, out_split: str,
               out_buckets: str) -> None:
     """write_split on the brain_age cohorts' tables (``cohorts``: their config entries)."""
-    records = cohort_records(cohorts, results, ["participant_id", "session_id", "age", "sex"])
+    records = cohort_records(cohorts, results, ["participant_id", "session_id", "site", "age", "sex"])
     write_split(records, registration_qc, exclusions, buckets, per_bucket, short_buckets, seed, out_split,
                 out_buckets)
 
@@ -140,7 +140,7 @@ def write_bag(split_path: str, features_path: str, feature_set: str, l2: float, 
     train = (split["split"] == "train").to_numpy()
     predicted = predict_ages(X, age, train, l2, folds, seed)
     raw = predicted - age
-    out = split[[*IMAGE, "sex", "age"]].copy()
+    out = split[[c for c in (*IMAGE, "site", "sex", "age") if c in split.columns]].copy()
     out["predicted_age"], out["bag"], out["bag_raw"], out["split"] = predicted, debias(raw, age), raw, split["split"]
     valid = ~train
     metrics = pd.DataFrame([{
@@ -150,22 +150,31 @@ def write_bag(split_path: str, features_path: str, feature_set: str, l2: float, 
         "age_bag_r_after": float(np.corrcoef(out["bag"], age)[0, 1])}])
     log.info("%s: validation MAE %.2f years, r %.3f (%d training subjects, %d features)", feature_set,
              metrics["mae"].iat[0], metrics["pearson_r"].iat[0], train.sum(), X.shape[1])
-    write_tsv(out[BAG_COLUMNS], out_bag)
+    write_tsv(out[[c for c in BAG_COLUMNS if c in out.columns]], out_bag)
     write_tsv(metrics, out_metrics)
     return out
 
 
-def write_summary(bag_paths: list[str], metrics_paths: list[str], feature_sets: list[str], out_metrics: str,
-                  out_correlation: str, out_heatmap: str, out_scatter: str) -> None:
-    """All feature sets' metrics, the phenotypic correlation matrix of their BAGs and the two figures."""
-    from rnce.plots import bag_correlation_heatmap, predicted_age_figure
+def write_summary(bag_paths: list[str], metrics_paths: list[str], feature_sets: list[str], out: dict[str, str]
+                  ) -> None:
+    """All feature sets' metrics, the baselines and per-group metrics (:mod:`rnce.brain_age_report`), the
+    phenotypic correlation matrix of the BAGs and the figures. ``out``: metrics, baselines, groups,
+    correlation, heatmap, scatter, bag_vs_age paths."""
+    from rnce.brain_age_report import report
+    from rnce.plots import bag_correlation_heatmap, bag_vs_age_figure, predicted_age_figure
 
-    bags = {f: pd.read_csv(p, sep="\t", dtype={"participant_id": str}) for f, p in zip(feature_sets, bag_paths,
-                                                                                       strict=True)}
+    bags = {f: pd.read_csv(p, sep="\t", dtype={"participant_id": str, "cohort": str, "site": str})
+            for f, p in zip(feature_sets, bag_paths, strict=True)}
     wide = pd.DataFrame({f: b.set_index(["cohort", "participant_id"])["bag"] for f, b in bags.items()})
     correlation = wide.corr()
     correlation.index.name = "feature_set"
-    write_tsv(pd.concat([pd.read_csv(p, sep="\t") for p in metrics_paths], ignore_index=True), out_metrics)
-    write_tsv(correlation.reset_index(), out_correlation)
-    bag_correlation_heatmap(correlation, out_heatmap)
-    predicted_age_figure({f: b[b["split"] == "validation"] for f, b in bags.items()}, out_scatter)
+    table, groups = report(bags)
+    write_tsv(pd.concat([pd.read_csv(p, sep="\t") for p in metrics_paths], ignore_index=True), out["metrics"])
+    if "baselines" in out:  # STUDY-TEMP
+        write_tsv(table, out["baselines"])
+        write_tsv(groups, out["groups"])
+    write_tsv(correlation.reset_index(), out["correlation"])
+    bag_correlation_heatmap(correlation, out["heatmap"])
+    predicted_age_figure({f: b[b["split"] == "validation"] for f, b in bags.items()}, out["scatter"])
+    if "bag_vs_age" in out:  # STUDY-TEMP
+        bag_vs_age_figure(bags, out["bag_vs_age"])

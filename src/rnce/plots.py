@@ -155,20 +155,43 @@ def bag_correlation_heatmap(correlation: pd.DataFrame, path: str) -> None:
 
 
 def predicted_age_figure(validation: dict[str, pd.DataFrame], path: str) -> None:
-    """Predicted against true age of the validation subjects, one panel per feature set (identity line dashed)."""
+    """Predicted against true age of the validation subjects, one panel per feature set, coloured by cohort
+    (identity line dashed): a model that only tells cohorts apart shows as clouds along the line, flat within."""
     from plotnine import aes, facet_wrap, geom_abline, geom_point, ggplot, labs
 
     long = pd.concat([t.assign(feature_set=f) for f, t in validation.items()], ignore_index=True)
     long["feature_set"] = pd.Categorical(long["feature_set"], categories=list(validation))
     plot = (
-        ggplot(long, aes("age", "predicted_age"))
-        + geom_point(alpha=0.4, size=0.8)
+        ggplot(long, aes("age", "predicted_age", color="cohort"))
+        + geom_point(alpha=0.5, size=0.8)
         + geom_abline(slope=1, intercept=0, linetype="dashed")
         + facet_wrap("~feature_set", ncol=3)
         + labs(x="age (years)", y="predicted age (years)", title="Brain age, validation subjects")
     )
     rows = -(-len(validation) // 3)
-    _save(plot, path, width=min(3, len(validation)) * 2.8 + 1, height=rows * 2.6 + 1)
+    _save(plot, path, width=min(3, len(validation)) * 2.8 + 2, height=rows * 2.6 + 1)
+
+
+def bag_vs_age_figure(bags: dict[str, pd.DataFrame], path: str) -> None:
+    """BAG against age before (raw: predicted - age) and after de-biasing, one row per feature set."""
+    from plotnine import aes, facet_grid, geom_hline, geom_point, geom_smooth, ggplot, labs
+
+    long = pd.concat([pd.DataFrame({"age": b["age"], "cohort": b["cohort"], "feature_set": f, "bag": b[column],
+                                    "stage": stage})
+                      for f, b in bags.items() for column, stage in (("bag_raw", "before de-biasing"),
+                                                                      ("bag", "after de-biasing"))],
+                     ignore_index=True)
+    long["feature_set"] = pd.Categorical(long["feature_set"], categories=list(bags))
+    long["stage"] = pd.Categorical(long["stage"], categories=["before de-biasing", "after de-biasing"])
+    plot = (
+        ggplot(long, aes("age", "bag", color="cohort"))
+        + geom_point(alpha=0.3, size=0.6)
+        + geom_hline(yintercept=0, linetype="dashed")
+        + geom_smooth(aes(group=1), method="lm", color="black", se=False)
+        + facet_grid("feature_set ~ stage")
+        + labs(x="age (years)", y="brain-age gap (years)", title="BAG against age, all subjects")
+    )
+    _save(plot, path, width=7.5, height=len(bags) * 2.2 + 1)
 
 
 def _thin(table: pd.DataFrame, p: str, keep_below: float = 1e-3, fraction: float = 0.1) -> pd.DataFrame:

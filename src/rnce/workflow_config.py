@@ -46,20 +46,41 @@ def expand_results(config: dict) -> None:
                 spec[key] = spec[key].replace("{results}", str(config["results"]))
 
 
-def numbers_from_command_line(config: dict, section: str) -> None:
-    """Numbers and nulls of ``config[section]`` given on the command line or in a profile (``--config
-    plan="{max_runtime_min: 2880}"``: Snakemake reads the values as strings) become numbers and None."""
-    for key, value in (config.get(section) or {}).items():
-        if isinstance(value, str):
-            if value in ("null", "None", "~"):
-                config[section][key] = None
-                continue
-            for kind in (int, float):
+def _types(node: dict, definitions: dict) -> dict:
+    """A schema node with its $ref resolved."""
+    if "$ref" in node:
+        return definitions[node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def numbers_from_command_line(config: Any, schema: dict, definitions: dict | None = None) -> Any:
+    """``--config`` values (on the command line or in a profile) arrive as strings, nested ones too
+    (``--config plan="{max_runtime_min: 2880}"``): where the schema wants a number or null and not a string,
+    a string that reads as one becomes one. Returns the converted node (dicts and lists in place)."""
+    definitions = schema.get("definitions", {}) if definitions is None else definitions
+    schema = _types(schema, definitions)
+    if isinstance(config, dict):
+        properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        for key, value in config.items():
+            sub = properties.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                config[key] = numbers_from_command_line(value, sub, definitions)
+        return config
+    if isinstance(config, list) and isinstance(schema.get("items"), dict):
+        config[:] = [numbers_from_command_line(v, schema["items"], definitions) for v in config]
+        return config
+    kinds = schema.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    if isinstance(config, str) and "string" not in kinds:
+        if config in ("null", "None", "~") and "null" in kinds:
+            return None
+        for kind, cast in (("integer", int), ("number", float)):
+            if kind in kinds:
                 try:
-                    config[section][key] = kind(value)
-                    break
+                    return cast(config)
                 except ValueError:
                     pass
+    return config
 
 
 class ConfigError(ValueError):
@@ -93,6 +114,7 @@ def check_config(config: dict, schema_path: str) -> None:
 
     with open(schema_path) as fh:
         schema = yaml.safe_load(fh)
+    numbers_from_command_line(config, schema)
     problems = config_problems(config, schema)
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) in the config ({schema_path} is the contract):\n  "

@@ -59,9 +59,12 @@ rule brain_age_summary:
         metrics=expand(f"{RESULTS}/brain_age/metrics/{{feature_set}}.tsv", feature_set=BAG_SETS),
     output:
         metrics=f"{RESULTS}/brain_age/metrics.tsv",
+        baselines=f"{RESULTS}/brain_age/baselines.tsv",
+        groups=f"{RESULTS}/brain_age/groups.tsv",
         correlation=f"{RESULTS}/brain_age/bag_correlation.tsv",
         heatmap=report(f"{RESULTS}/figures/bag_correlation.png", category="Brain age"),
         scatter=report(f"{RESULTS}/figures/brain_age_predicted.png", category="Brain age"),
+        bag_vs_age=report(f"{RESULTS}/figures/brain_age_bag_vs_age.png", category="Brain age"),
     params:
         feature_sets=BAG_SETS,
     log:

@@ -3,11 +3,14 @@
 from snakemake.io import apply_wildcards
 
 from rnce.plan import report as plan_report
+from rnce.settings_checks import check_settings
 
 PLAN = plan_report.predict(config, REGIONS)
 PLAN_FILES = [f"{RESULTS}/plan.tsv", f"{RESULTS}/plan_jobs.tsv", f"{RESULTS}/plan.txt"]
-# Before any job, also in a dry run: a job that cannot fit the profile's walltime stops the run (the error
-# prints the plan).
+# Before any job, also in a dry run: settings the data make impossible (batch sizes against the images,
+# age buckets against the ages), then a job that cannot fit the profile's walltime (the error prints the plan).
+check_settings(config, PLAN.sizes, read_regions(REGIONS),
+               {c: _loaded(c) for c in brain_age_cohorts() if os.path.exists(participants_file(c))})
 plan_report.check_walltime(PLAN)
 
 

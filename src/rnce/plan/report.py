@@ -36,6 +36,7 @@ class Plan:
     stages: pd.DataFrame  # one row per stage and the total
     assumptions: list[str]
     settings: dict
+    sizes: sizes_lib.Sizes | None = None
 
     def __post_init__(self):
         self._by_key = {(r, k): (s, m) for r, k, s, m in
@@ -99,7 +100,7 @@ def predict(config: dict, regions_path: str, costs: pd.DataFrame | None = None) 
         f"job resources: predictions x {settings['safety_factor']} (plan.safety_factor)",
     ] + (["total: every stage but simulate (the simulated world stands in for a study's own cohorts)"]
          if "simulate" in set(jobs["stage"]) else [])
-    return Plan(jobs, stage_table(jobs, settings), assumptions, dict(settings))
+    return Plan(jobs, stage_table(jobs, settings), assumptions, dict(settings), sizes)
 
 
 def stage_table(jobs: pd.DataFrame, settings: dict) -> pd.DataFrame:
