@@ -312,7 +312,7 @@ def _check_genetics(out):
 @pytest.mark.skipif(not os.environ.get("RNCE_REAL_DATA"), reason="set RNCE_REAL_DATA to the real-data folder")
 def test_real_subjects_dir_cohort_is_ingested_and_harmonized(tmp_path):
     """Opt-in: real FreeSurfer 7.2 and 6.0 subjects as a SUBJECTS_DIR cohort next to the tiny world."""
-    real = Path(os.environ["RNCE_REAL_DATA"]) / "freesurfer"
+    real = Path(os.environ["RNCE_REAL_DATA"]).resolve() / "freesurfer"  # the run's directory is tmp_path
     table = pd.DataFrame({"participant_id": ["bert", "sub01", "old"], "session_id": ["1", "1", "1"],
                           "age": [55, 30, 30], "sex": ["M", "F", "M"], "site": ["mgh", "mgh", "mgh"],
                           "freesurfer_id": ["bert", "nfmrix_sub-01", "old_format_fs51"]})
@@ -329,7 +329,9 @@ def test_real_subjects_dir_cohort_is_ingested_and_harmonized(tmp_path):
     harmonized = pd.read_csv(tmp_path / "results_tiny" / "features" / "harmonized.tsv", sep="\t")
     assert set(harmonized.loc[harmonized["cohort"] == "real", "participant_id"]) == {"bert", "sub01"}
     excluded = pd.read_csv(tmp_path / "results_tiny" / "features" / "exclusions.tsv", sep="\t")
-    assert list(excluded["participant_id"]) == ["old"] and "recon-all.done" in excluded["reason"].iat[0]
+    reason = excluded["reason"].iat[0]  # the FreeSurfer 5.1-era subject: no scripts/, no aparc stats
+    assert list(excluded["participant_id"]) == ["old"] and "no scripts/ folder" in reason
+    assert "stats/lh.aparc.stats, stats/rh.aparc.stats missing" in reason
 
 
 def test_every_rule_has_log_benchmark_conda_and_no_run_block():

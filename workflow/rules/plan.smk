@@ -7,10 +7,20 @@ from rnce.settings_checks import check_settings
 
 PLAN = plan_report.predict(config, REGIONS)
 PLAN_FILES = [f"{RESULTS}/plan.tsv", f"{RESULTS}/plan_jobs.tsv", f"{RESULTS}/plan.txt"]
+
+
+def brain_age_tables():
+    """The brain-age cohorts' tables when all of them exist (a simulated one before the simulation: none; the
+    brain-age job checks them itself)."""
+    names = brain_age_cohorts()
+    if not all(os.path.exists(participants_file(c)) for c in names):
+        return {}
+    return {c: _loaded(c) for c in names}
+
+
 # Before any job, also in a dry run: settings the data make impossible (batch sizes against the images,
 # age buckets against the ages), then a job that cannot fit the profile's walltime (the error prints the plan).
-check_settings(config, PLAN.sizes, read_regions(REGIONS),
-               {c: _loaded(c) for c in brain_age_cohorts() if os.path.exists(participants_file(c))})
+check_settings(config, PLAN.sizes, read_regions(REGIONS), brain_age_tables())
 plan_report.check_walltime(PLAN)
 
 
