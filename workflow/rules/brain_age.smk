@@ -2,6 +2,23 @@
 # the phenotypic correlation of the BAGs and the figures.
 
 
+def brain_age_specs():
+    return _specs(brain_age_cohorts())
+
+
+def brain_age_qc_tables(wildcards):
+    """Input function of brain_age_split."""
+    return _tables_and_qc(brain_age_cohorts(), BAG_SETS)
+
+
+def brain_age_outputs():
+    if not brain_age_cohorts():
+        return []
+    return [f"{RESULTS}/brain_age/{f}_bag.tsv" for f in BAG_SETS] + [
+        f"{RESULTS}/brain_age/bag_correlation.tsv", f"{RESULTS}/figures/bag_correlation.png",
+        f"{RESULTS}/figures/brain_age_predicted.png"]
+
+
 rule brain_age_split:
     input:
         unpack(brain_age_qc_tables),

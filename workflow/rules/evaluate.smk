@@ -2,6 +2,22 @@
 # linear probes per feature set, pairwise permutation tests and the Figure 2 analogue.
 
 
+def evaluate_specs():
+    return _specs(evaluate_cohorts())
+
+
+def evaluation_qc_tables(wildcards):
+    """Input function of evaluate_labels."""
+    return _tables_and_qc(evaluate_cohorts(), FEATURE_SETS)
+
+
+def evaluation_outputs():
+    if not evaluate_cohorts():
+        return []
+    return [f"{RESULTS}/evaluation/scores.tsv", f"{RESULTS}/evaluation/pvalues.tsv",
+            f"{RESULTS}/figures/figure2_probes.png"]
+
+
 def ssl_epochs():
     """Epochs of each SSL stage (Figure 2's subtitle says how long the compared methods trained)."""
     ssl = config["ssl"]

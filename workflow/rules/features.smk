@@ -2,6 +2,55 @@
 # per shard, then one table of all cohorts with its QC.
 
 
+def features_inputs(wildcards):
+    """Input function of features_shard: what the shard's features are made from.
+
+    ants: the images; recon_all: the per-image recon-all markers; subjects_dir:
+    the stats files that exist (a subject without them is excluded, not missing).
+    """
+    rows = _shard_rows(wildcards)
+    kind = backend(wildcards.cohort)
+    if kind == "ants":
+        return rows["t1w"].tolist()
+    if kind == "recon_all":
+        return expand(f"{RESULTS}/features/recon_all/{wildcards.cohort}/{{key}}.done", key=rows["image_key"])
+    stats = [os.path.join(d, "stats", f) for d in rows["freesurfer_dir"] for f in FS_STATS]
+    return [f for f in stats if os.path.exists(f)]
+
+
+def features_records(wildcards):
+    """Params function of features_shard: the shard's rows, with covariates and sources."""
+    columns = FEATURE_KEYS + [c for c in ("t1w", "freesurfer_dir") if c in _shard_rows(wildcards)]
+    return _shard_rows(wildcards)[columns].to_dict("records")
+
+
+def features_backend_param(wildcards):
+    return backend(wildcards.cohort)
+
+
+def recon_all_row(wildcards):
+    table = cohort_table(wildcards.cohort)
+    return table[table["image_key"] == wildcards.key].iloc[0]
+
+
+def recon_all_image(wildcards):
+    return recon_all_row(wildcards)["t1w"]
+
+
+def recon_all_subject(wildcards):
+    """Params function: (subjects_dir, subject id) where recon-all writes this image's subject."""
+    folder = recon_all_row(wildcards)["freesurfer_dir"]
+    return {"subjects_dir": os.path.dirname(folder), "subject_id": os.path.basename(folder)}
+
+
+def all_feature_shards(wildcards):
+    return [f"{RESULTS}/features/shards/{c}/shard-{s}.tsv" for c in COHORTS for s in shards(c)]
+
+
+def all_exclusion_shards(wildcards):
+    return [f"{RESULTS}/features/shards/{c}/shard-{s}.exclusions.tsv" for c in COHORTS for s in shards(c)]
+
+
 rule recon_all:
     input:
         recon_all_image,

@@ -2,6 +2,45 @@
 # its loci and plots, and the FUMA input file.
 
 
+def gwas_cohort():
+    """The one cohort with the role gwas (None when there is none)."""
+    found = [c for c in COHORTS if "gwas" in config["cohorts"][c]["roles"]]
+    if len(found) > 1:
+        raise ValueError(f"cohorts {found} all have the role gwas; the GWAS runs on one cohort: merge their "
+                         "genotypes into one PLINK fileset and give one cohort the role")
+    if found and found[0] not in brain_age_cohorts():
+        raise ValueError(f"cohort '{found[0]}' has the role gwas but not brain_age: its BAG is the phenotype")
+    return found[0] if found else None
+GWAS_COHORT = gwas_cohort()
+GWAS_SETS = [f for f in (config["gwas"]["phenotypes"] or BAG_SETS)]
+if GWAS_COHORT and set(GWAS_SETS) - set(BAG_SETS):
+    raise ValueError(f"config gwas.phenotypes: {sorted(set(GWAS_SETS) - set(BAG_SETS))} have no BAG "
+                     f"(brain_age feature sets: {BAG_SETS})")
+GENOTYPES = config["cohorts"][GWAS_COHORT]["genotypes"] if GWAS_COHORT else None
+QC_PREFIX = f"{RESULTS}/gwas/qc/genotypes"
+
+
+def genotype_files(wildcards):
+    return [f"{GENOTYPES}.{ext}" for ext in ("bed", "bim", "fam")]
+
+
+def gwas_spec():
+    return _specs([GWAS_COHORT] if GWAS_COHORT else [])
+
+
+def gwas_cohort_tables(wildcards):
+    return _tables([GWAS_COHORT])
+
+
+def gwas_outputs():
+    if not GWAS_COHORT:
+        return []
+    return [f"{RESULTS}/gwas/qc_report.tsv"] + [
+        f"{RESULTS}/gwas/{f}_bag.{ext}" for f in GWAS_SETS for ext in ("sumstats", "loci.tsv", "summary.tsv")] + [
+        f"{RESULTS}/fuma/{f}_bag.txt.gz" for f in GWAS_SETS] + [
+        f"{RESULTS}/ldsc/h2.tsv", f"{RESULTS}/ldsc/rg.tsv", f"{RESULTS}/figures/ldsc_cell_types.png"]
+
+
 rule gwas_qc:
     input:
         genotype_files,

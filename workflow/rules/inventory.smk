@@ -1,6 +1,20 @@
 # Header inventory of every image, per shard: what each file is, or why it cannot be used.
 
 
+def shard_images(wildcards):
+    """Input function: the image files of one shard."""
+    return _shard_rows(wildcards)["t1w"].tolist()
+
+
+def shard_records(wildcards):
+    """Params function: the rows of one shard (its membership decides when it reruns)."""
+    return _shard_rows(wildcards)[["participant_id", "session_id", "t1w"]].to_dict("records")
+
+
+def cohort_inventories(wildcards):
+    return expand(f"{RESULTS}/inventory/{wildcards.cohort}/shard-{{shard}}.tsv", shard=shards(wildcards.cohort))
+
+
 rule inventory_shard:
     input:
         shard_images,

@@ -2,6 +2,52 @@
 # (envs/gwas.yaml), which call ldsc's programs in their own environment (envs/ldsc.yaml, made as
 # .venv-ldsc by `make venv`; ldsc.executables). The reference LD scores, munged sumstats, h2 per
 # BAG, rg between BAGs, and cell-type partitioned h2 (BED -> make_annot -> LD scores -> --h2-cts, FDR).
+LDSC = config["ldsc"]
+LDSC_BUILT = f"{RESULTS}/ldsc/reference"
+LDSC_REFERENCE = LDSC["reference"] or f"{LDSC_BUILT}/chr"
+LDSC_WEIGHTS = LDSC["weights"] or LDSC_REFERENCE
+LDSC_SNPLIST = LDSC["snplist"] or f"{LDSC_BUILT}/snplist.tsv"
+
+
+def _cell_type_beds():
+    folder = LDSC["cell_type_beds"]
+    if folder is None and GWAS_COHORT and is_simulated(GWAS_COHORT):
+        folder = f"{SIM_DIR}/annotations"
+    return folder
+CELL_TYPE_DIR = _cell_type_beds()
+
+
+@functools.cache
+def cell_types():
+    """Cell types: the .bed files of ldsc.cell_type_beds (after the simulation, for the simulated ones)."""
+    if CELL_TYPE_DIR is None:
+        return []
+    if GWAS_COHORT and is_simulated(GWAS_COHORT) and CELL_TYPE_DIR == f"{SIM_DIR}/annotations":
+        checkpoints.simulate.get()
+    return sorted(f[:-4] for f in os.listdir(CELL_TYPE_DIR) if f.endswith(".bed"))
+
+
+def cell_type_names(wildcards):
+    return cell_types()
+
+
+def cell_type_bed(wildcards):
+    return f"{CELL_TYPE_DIR}/{wildcards.cell_type}.bed"
+
+
+def cell_type_scores(wildcards):
+    return expand(f"{RESULTS}/ldsc/cell_types/{{cell_type}}", cell_type=cell_types())
+
+
+def enrichment_tables(wildcards):
+    if CELL_TYPE_DIR is None:
+        return []
+    return expand(f"{RESULTS}/ldsc/{{feature_set}}_bag.cell_types.tsv", feature_set=GWAS_SETS)
+
+
+def ldsc_reference_inputs(wildcards):
+    """What the regression needs besides the munged sumstats: the built reference unless all are given."""
+    return [] if LDSC["reference"] and LDSC["weights"] else [LDSC_BUILT]
 
 
 rule ldsc_reference:

@@ -4,6 +4,36 @@
 # checkpoints under {results}/ssl/checkpoints/ and resume from them when rerun.
 
 
+def ssl_metric_names(wildcards):
+    """Params function: the training jobs of one method, in the order of ssl_metrics."""
+    if wildcards.method in ("models_genesis", "lssl"):
+        return ["model"]
+    return [f"encoder {b}" for b in BOXES] + ["aggregator"]
+
+
+def ssl_metrics(wildcards):
+    folder = f"{RESULTS}/ssl/{wildcards.method}/metrics"
+    if wildcards.method in ("models_genesis", "lssl"):
+        return [f"{folder}/model.tsv"]
+    return [f"{folder}/encoder_{b}.tsv" for b in BOXES] + [f"{folder}/aggregator.tsv"]
+
+
+def lssl_visits(wildcards):
+    """Params function: age of every pretrain image (LSSL orders each subject's visits by it)."""
+    if wildcards.method != "lssl":
+        return []
+    return [{"cohort": c, **row} for c in pretrain_cohorts()
+            for row in cohort_table(c)[["participant_id", "session_id", "age"]].to_dict("records")]
+
+
+def ssl_outputs():
+    """Embeddings and loss curves of every configured SSL method (when a cohort pretrains)."""
+    if not pretrain_cohorts():
+        return []
+    return expand(f"{RESULTS}/embeddings/{{method}}.tsv", method=SSL_METHODS) + expand(
+        f"{RESULTS}/ssl/{{method}}/loss_curves.png", method=SSL_METHODS) + diagnostics_outputs()
+
+
 def rnce_auxiliary(wildcards):
     """Input function: the auxiliary matrix A, for R-NCE only (the other methods do not rerun with ComBat)."""
     if wildcards.method != "rnce":
@@ -161,64 +191,6 @@ rule ssl_reconstruction:
         "../../envs/ssl.yaml"
     script:
         "../scripts/ssl_train.py"
-
-
-rule embed:
-    input:
-        unpack(embedding_models),
-        shards=imaged_patch_shards,
-        qc=expand(f"{RESULTS}/qc/registration_{{cohort}}.tsv", cohort=IMAGED),
-    output:
-        f"{RESULTS}/embeddings/{{method}}.tsv",
-    params:
-        cohorts=IMAGED,
-        patch_root=PATCHES,
-        boxes=BOXES,
-    wildcard_constraints:
-        method="|".join(SSL_METHODS) if SSL_METHODS else "none",
-    log:
-        f"{RESULTS}/logs/embeddings/{{method}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/embeddings/{{method}}.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=planned_mem_mb("embed", 8000),
-        runtime=planned_runtime("embed", 120),
-    conda:
-        "../../envs/ssl.yaml"
-    script:
-        "../scripts/embed.py"
-
-
-rule embed_regional:
-    input:
-        encoders=method_encoders,
-        shards=imaged_patch_shards,
-        qc=expand(f"{RESULTS}/qc/registration_{{cohort}}.tsv", cohort=IMAGED),
-    output:
-        f"{RESULTS}/embeddings/{{method}}_regional.tsv",
-    params:
-        cohorts=IMAGED,
-        pretrain=pretrain_cohorts(),
-        patch_root=PATCHES,
-        boxes=BOXES,
-        components=config["ssl"]["regional_components"],
-    wildcard_constraints:
-        method="rnce|simclr|barlow_twins",
-    log:
-        f"{RESULTS}/logs/embeddings/{{method}}_regional.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/embeddings/{{method}}_regional.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=planned_mem_mb("embed_regional", 8000),
-        runtime=planned_runtime("embed_regional", 120),
-    conda:
-        "../../envs/ssl.yaml"
-    script:
-        "../scripts/embed_regional.py"
 
 
 rule ssl_diagnostics:
