@@ -5,6 +5,7 @@ import os
 from snakemake.utils import min_version, validate
 
 from rnce.cluster import check_executor
+from rnce.logs import plainly
 from rnce.workflow_config import cancel_scheduler_timers, check_config, expand_results, make_canonical
 
 min_version("9.0")
@@ -23,7 +24,8 @@ if not workflow.overwrite_configfiles:
 
 if config.get("simulate", {}) is None:  # `simulate: null`: no simulated world
     del config["simulate"]
-check_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))  # key, allowed keys
+# key, allowed keys; an error stops with its message alone
+plainly(check_config, config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
 validate(config, "workflow/schemas/config.schema.yaml")  # fills in the defaults
 make_canonical(config)  # key order must not decide what reruns
 expand_results(config)  # "{results}/demo/..." in a cohort's paths: the demo's cohorts follow `results`

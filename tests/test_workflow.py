@@ -97,6 +97,8 @@ def test_bad_table_fails_before_any_job_runs(tmp_path):
     result = run_snakemake("--cores", "1", "--configfile", str(path), "--directory", str(tmp_path))
     assert result.returncode != 0
     assert f"{tmp_path / 'participants.tsv'}, line 4, column 'age': 'old' is not a number" in result.stderr
+    assert "Traceback" not in result.stderr and 'File "' not in result.stderr, result.stderr  # in the log instead
+    assert "cohort.py" in (tmp_path / ".snakemake" / "log" / "rnce_error.txt").read_text()
     assert not (tmp_path / "out").exists()
 
 
@@ -165,6 +167,25 @@ def test_tiny_world_runs_end_to_end(tiny_run):
     assert len(pd.read_csv(out / "evaluation" / "pvalues.tsv", sep="\t")) == (tasks["status"] == "run").sum() * 21
     assert (out / "figures" / "figure2_probes.png").stat().st_size > 10_000
     _check_genetics(out)
+
+
+def test_the_plan_names_every_job_of_the_run_its_patch_store_and_its_time(tiny_run, monkeypatch):
+    """The plan of the finished tiny run (its tables exist: exact sizes) names exactly the jobs that ran, predicts
+    the patch store's size to 2% and the run's job time, from the package's unit costs alone, within a factor 3."""
+    from conftest import load_config
+
+    from rnce.plan import costs, report
+
+    monkeypatch.chdir(tiny_run)
+    plan = report.predict(load_config(TINY_CONFIG), str(ROOT / "config" / "regions.tsv"))
+    bench = tiny_run / "results_tiny" / "benchmarks"
+    ran = {str(p.relative_to(bench)) for p in bench.rglob("*.tsv")} - {"plan.tsv"}
+    assert set(plan.jobs["key"]) == ran
+    store = sum(f.stat().st_size for f in (tiny_run / "results_tiny" / "patches").rglob("*.npy"))
+    predicted = plan.jobs.loc[plan.jobs["rule"] == "preprocess_shard", "disk_bytes"].sum()
+    assert predicted == pytest.approx(store, rel=0.02)
+    actual = costs.read_benchmarks(bench, sorted(ran))["s"].sum()
+    assert 1 / 3 < plan.jobs["seconds"].sum() / actual < 3, (plan.jobs["seconds"].sum(), actual)
 
 
 def test_one_target_plans_only_its_own_chain(tiny_run):

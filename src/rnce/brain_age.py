@@ -36,6 +36,8 @@ BAG_COLUMNS = [*IMAGE, "site", "sex", "age", "predicted_age", "bag", "bag_raw", 
 class BrainAgeError(ValueError):
     """Subjects or features a brain-age model cannot be built from."""
 
+    plain = True  # bad input the user must fix: scripts print the message, the traceback goes to the log
+
 
 def bucket_of(age: pd.Series, buckets: list[list[float]]) -> pd.Series:
     """'44-53' style labels of the (inclusive) age buckets; NaN outside every bucket."""

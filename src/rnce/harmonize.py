@@ -43,6 +43,8 @@ DIAGNOSES = ("CN", "MCI", "AD", "unknown")
 class HarmonizeError(ValueError):
     """Input that ComBat cannot harmonize as asked."""
 
+    plain = True  # bad input the user must fix: scripts print the message, the traceback goes to the log
+
 
 @dataclass
 class ComBatModel:

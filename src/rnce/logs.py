@@ -16,11 +16,29 @@ def to_file(path: str | None, level: int = logging.INFO) -> None:
     logging.captureWarnings(True)
 
     def excepthook(kind, value, tb):
-        if getattr(value, "plain", False):  # bad input the user must fix: the message, no traceback
-            logging.getLogger("rnce").error("%s", value)
-            print(f"{kind.__name__}: {value}", file=sys.stderr)
+        if getattr(value, "plain", False):  # bad input the user must fix: the message; the traceback in the log
+            logging.getLogger("rnce").error("%s", value, exc_info=(kind, value, tb))
+            print(f"{kind.__name__}: {value}" + (f"\n(traceback in {path})" if path else ""), file=sys.stderr)
             return
         logging.getLogger("rnce").error("uncaught error", exc_info=(kind, value, tb))
         sys.__excepthook__(kind, value, tb)
 
     sys.excepthook = excepthook
+
+
+def plainly(call, *args, **kwargs):
+    """``call(*args, **kwargs)`` at workflow start: an error the user must fix (``plain``) stops Snakemake with its
+    message alone (Snakemake would print its own traceback), the traceback going to ``.snakemake/log``."""
+    try:
+        return call(*args, **kwargs)
+    except Exception as err:
+        if not getattr(err, "plain", False):
+            raise
+        import os
+        import traceback
+
+        os.makedirs(".snakemake/log", exist_ok=True)
+        path = os.path.abspath(".snakemake/log/rnce_error.txt")
+        with open(path, "w") as fh:
+            fh.write(traceback.format_exc())
+        sys.exit(f"{type(err).__name__}: {err}\n(traceback in {path})")

@@ -28,6 +28,8 @@ MISSING_HINTS = {"site": " (a single-site cohort, e.g. a BIDS dataset from one s
 class CohortError(ValueError):
     """A participants table or cohort configuration that breaks the contract."""
 
+    plain = True  # bad input the user must fix: scripts print the message, the traceback goes to the log
+
 
 def load_schema() -> dict:
     """The participants-table schema shipped with the package."""

@@ -13,6 +13,8 @@ COLUMNS = ["name", "hemisphere", "x_min", "x_max", "y_min", "y_max", "z_min", "z
 class RegionsError(ValueError):
     """A boxes table that breaks its contract; the message names the file, line and column."""
 
+    plain = True  # bad input the user must fix: scripts print the message, the traceback goes to the log
+
 
 def read_regions(path: str | os.PathLike) -> pd.DataFrame:
     """The boxes: name, hemisphere (lh/rh), MNI mm bounds, covered DK regions and aseg structures."""

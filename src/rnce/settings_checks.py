@@ -29,6 +29,8 @@ from rnce.workflow_config import CONTRASTIVE
 class SettingsError(ValueError):
     """Settings the data make impossible (one line per problem)."""
 
+    plain = True  # bad input the user must fix: scripts print the message, the traceback goes to the log
+
 
 def ssl_problems(ssl: dict, sizes: Sizes, regions: pd.DataFrame) -> list[str]:
     n_pre = sizes.images("pretrain")

@@ -86,6 +86,8 @@ def numbers_from_command_line(config: Any, schema: dict, definitions: dict | Non
 class ConfigError(ValueError):
     """A config that breaks the schema: each problem with its key, never the whole schema."""
 
+    plain = True  # bad input the user must fix: scripts print the message, the traceback goes to the log
+
 
 def config_problems(config: dict, schema: dict) -> list[str]:
     """One line per schema violation: the key, what is wrong, and for an unknown key the allowed keys

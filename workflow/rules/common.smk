@@ -51,7 +51,7 @@ def cohort_table(name):
 # Tables that exist before any job runs are validated now, before the DAG is built.
 for _name in COHORTS:
     if not is_simulated(_name):
-        _loaded(_name)
+        plainly(_loaded, _name)
 
 
 @functools.cache

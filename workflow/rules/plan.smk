@@ -5,7 +5,7 @@ from snakemake.io import apply_wildcards
 from rnce.plan import report as plan_report
 from rnce.settings_checks import check_settings
 
-PLAN = plan_report.predict(config, REGIONS)
+PLAN = plainly(plan_report.predict, config, REGIONS)
 PLAN_FILES = [f"{RESULTS}/plan.tsv", f"{RESULTS}/plan_jobs.tsv", f"{RESULTS}/plan.txt"]
 
 
@@ -20,8 +20,8 @@ def brain_age_tables():
 
 # Before any job, also in a dry run: settings the data make impossible (batch sizes against the images,
 # age buckets against the ages), then a job that cannot fit the profile's walltime (the error prints the plan).
-check_settings(config, PLAN.sizes, read_regions(REGIONS), brain_age_tables())
-plan_report.check_walltime(PLAN)
+plainly(check_settings, config, PLAN.sizes, read_regions(REGIONS), brain_age_tables())
+plainly(plan_report.check_walltime, PLAN)
 
 
 def _plan_key(rule, wildcards):

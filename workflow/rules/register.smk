@@ -31,6 +31,7 @@ rule preprocess_shard:
     input:
         images=registration_inputs,
         regions=REGIONS,
+        inventory=f"{RESULTS}/inventory/{{cohort}}/shard-{{shard}}.tsv",
     output:
         directory(f"{RESULTS}/patches/{{cohort}}/shard-{{shard}}"),
     params:
@@ -42,6 +43,8 @@ rule preprocess_shard:
         registered_dir=registered_dir,
         fast=config["register"]["fast"],
         whole_size=config["register"]["whole_image_size"],
+        skull_stripped=config["register"]["skull_stripped"],
+        contrast=config["register"]["contrast"],
     log:
         f"{RESULTS}/logs/register/{{cohort}}/shard-{{shard}}.log",
     benchmark:

@@ -11,6 +11,8 @@ from scipy.special import expit
 class ProbeError(ValueError):
     """Features or labels a probe cannot be fitted on."""
 
+    plain = True  # bad input the user must fix: scripts print the message, the traceback goes to the log
+
 
 def logistic_full(D: np.ndarray, y: np.ndarray, l2: float, tol: float) -> np.ndarray:
     """Newton's method on all subjects (penalty l2 on the standardised coefficients), its steps halved

@@ -29,6 +29,8 @@ TASK_COLUMNS = ["task", "kind", "metric", "n", "n_positive", "n_negative", "n_qc
 class TaskError(ValueError):
     """Clinical columns that cannot give the tasks' labels."""
 
+    plain = True  # bad input the user must fix: scripts print the message, the traceback goes to the log
+
 
 def task_names(tasks: list[str], conversion_years: list[float]) -> list[str]:
     """Configured task names, conversion expanded per horizon (``conversion_3y``)."""

@@ -30,6 +30,8 @@ MIN_OUTLIER_SITE = 10  # images of a cohort:site below which no value is called 
 class FeatureError(ValueError):
     """Feature tables that cannot be combined or used."""
 
+    plain = True  # bad input the user must fix: scripts print the message, the traceback goes to the log
+
 
 def extract_shard(rows: list[dict], backend: str, regions: str | None = None,
                   thickness_iterations: int = 45, incomplete: str = "exclude") -> tuple[pd.DataFrame, pd.DataFrame]:

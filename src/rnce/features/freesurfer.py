@@ -33,6 +33,8 @@ MEASURE_PREFIX = "# Measure "
 class StatsError(ValueError):
     """A FreeSurfer stats file that is missing, truncated or malformed."""
 
+    plain = True  # bad input the user must fix: scripts print the message, the traceback goes to the log
+
 
 class IncompleteSubjectsError(ValueError):
     """FreeSurfer subjects that cannot be used, under ``features.incomplete: error`` (all of them named)."""

@@ -54,6 +54,8 @@ def nifti(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
 class ImageError(ValueError):
     """An image that cannot be used; the message names the file."""
 
+    plain = True  # bad input the user must fix: scripts print the message, the traceback goes to the log
+
 
 def _check_affine(affine: np.ndarray, path: str) -> None:
     if not np.isfinite(affine).all():

@@ -33,18 +33,50 @@ QC_COLUMNS = ["participant_id", "session_id", "image_key", "source", "template_c
               "seconds"]  # seconds: this image's wall time (registration, segmentation, patches)
 
 
+def apply_input_flags(rows: list[dict], inventory: str | None, skull_stripped: str = "keep",
+                      contrast: str = "exclude") -> tuple[list[dict], list[dict]]:
+    """(rows to register, QC rows of the excluded) after the inventory's flags: a contrast-enhanced input is
+    excluded (``contrast: exclude``) or kept; a skull-stripped one is excluded (``skull_stripped: exclude``) or
+    registered as brain-extracted (``keep``)."""
+    if not inventory:
+        return rows, []
+    flags = pd.read_csv(inventory, sep="\t", dtype=str, keep_default_na=False).set_index(
+        ["participant_id", "session_id"])
+    keep, excluded = [], []
+    for row in rows:
+        key = (str(row["participant_id"]), str(row["session_id"]))
+        found = flags.loc[key] if key in flags.index else None
+        reason = ""
+        if found is not None and found["contrast"] and contrast == "exclude":
+            reason = f"contrast-enhanced input ({found['contrast']}); register.contrast: exclude"
+        elif found is not None and found["skull_stripped"] == "True":
+            if skull_stripped == "exclude":
+                reason = "skull-stripped input; register.skull_stripped: exclude"
+            else:
+                row = {**row, "brain_extracted": True}
+        if reason:
+            log.warning("image %s excluded: %s", row["source"], reason)
+            excluded.append({k: row[k] for k in ("participant_id", "session_id", "image_key", "source")}
+                            | {"template_correlation": np.nan, "passed": False, "reason": reason, "seconds": 0.0})
+        else:
+            keep.append(row)
+    return keep, excluded
+
+
 def preprocess_shard(rows: list[dict], out_dir: str, regions: str, transform: str = "Similarity",
                      template: str | None = None, resolution: float = 1.0, threshold: float = 0.8,
-                     registered_dir: str | None = None, fast: bool = False, whole_size: int = 96) -> pd.DataFrame:
+                     registered_dir: str | None = None, fast: bool = False, whole_size: int = 96,
+                     inventory: str | None = None, skull_stripped: str = "keep", contrast: str = "exclude",
+                     ) -> pd.DataFrame:
     """Register every image of ``rows`` (participant_id, session_id, image_key, source, brain_extracted,
-    optionally aseg)
+    optionally aseg) that the inventory's flags let through (:func:`apply_input_flags`)
     and write the shard folder ``out_dir`` (see :mod:`rnce.imaging.patches`). Returns the QC table."""
+    rows, qc = apply_input_flags(rows, inventory, skull_stripped, contrast)
     t1, mask = load_template(template, resolution)
     mask_np = mask.get_fdata() > 0.5
     priors = template_priors(template, resolution)
     writer = ShardWriter(out_dir, box_slices(read_regions(regions), t1.affine, t1.shape), brain_box(mask_np),
                          whole_size)
-    qc = []
     try:
         for row in rows:
             record = {k: row[k] for k in ("participant_id", "session_id", "image_key", "source")}

@@ -34,6 +34,8 @@ CLASSES = ("csf", "gm", "wm")  # labels 1, 2, 3; 0 outside the brain
 class SegmentationError(ValueError):
     """An image whose tissue classes cannot be told apart."""
 
+    plain = True  # bad input the user must fix: scripts print the message, the traceback goes to the log
+
 
 @cache
 def template_priors(template: str | None = None, resolution: float = 1.0) -> np.ndarray:

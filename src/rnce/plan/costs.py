@@ -25,6 +25,8 @@ COLUMNS = ["rule", "variant", "s_fixed", "s_per_unit", "mem_mb_fixed", "mem_mb_p
 class PlanError(ValueError):
     """A plan that cannot be made or a run that cannot fit: names the file or setting to change."""
 
+    plain = True  # bad input the user must fix: scripts print the message, the traceback goes to the log
+
 
 def package_table() -> pd.DataFrame:
     """The unit costs measured by the project (``rnce/data/unit_costs.tsv``)."""

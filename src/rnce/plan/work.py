@@ -14,7 +14,10 @@ from functools import cache
 
 import numpy as np
 
+from rnce.imaging.patches import box_slices
+from rnce.imaging.template import template_grid
 from rnce.plan.sizes import Sizes
+from rnce.regions import read_regions
 from rnce.workflow_config import CONTRASTIVE, feature_sets
 
 RECONSTRUCTION = ("models_genesis", "lssl")
@@ -117,10 +120,6 @@ def unet_gflop(base: int, depth: int, rep_dim: int, size: int) -> float:
 @cache
 def box_shapes(regions_path: str, template: str | None, resolution: float) -> dict[str, tuple[int, int, int]]:
     """The voxel shape of every box on the patch grid (as the patch store cuts them)."""
-    from rnce.imaging.patches import box_slices
-    from rnce.imaging.template import template_grid
-    from rnce.regions import read_regions
-
     affine, shape = template_grid(template, resolution)
     slices = box_slices(read_regions(regions_path), affine, shape)
     return {b: tuple(s.stop - s.start for s in sl) for b, sl in slices.items()}
@@ -134,12 +133,12 @@ def jobs(config: dict, sizes: Sizes, regions_path: str) -> list[Job]:
     """The jobs of ``all`` for ``config`` at ``sizes``."""
     reg = config["register"]
     shapes = box_shapes(regions_path, reg["template"], float(reg["resolution_mm"]))
-    from rnce.imaging.template import template_grid
-
     grid_mvox = math.prod(template_grid(reg["template"], float(reg["resolution_mm"]))[1]) / 1e6
     box_mvox = sum(math.prod(s) for s in shapes.values()) / 1e6
     whole = reg["whole_image_size"]
     patch_bytes = box_mvox * 1e6 * 3 + whole ** 3 * 2  # float16 patches + uint8 labels + the whole image
+    if reg["save_registered"]:
+        patch_bytes += grid_mvox * 1e6 * 2  # a registered image in .nii.gz: float32, about half compressed
     out: list[Job] = []
     imaged = [c for c in sizes.cohorts.values() if c.imaged]
     if config.get("simulate"):
