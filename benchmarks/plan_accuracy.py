@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import pandas as pd  # noqa: E402
 
-from rnce.plan.costs import calibrate, measured, package_table, read_benchmarks  # noqa: E402
+from rnce.plan.costs import calibrate, complete, measured, package_table, read_benchmarks  # noqa: E402
 from rnce.plan.report import STAGES, job_table, predict  # noqa: E402
 from rnce.workflow_config import load_config  # noqa: E402
 
@@ -55,8 +55,8 @@ def main() -> None:
     ensure_run(study_config, args.study_results, args.cores, args.run)
 
     demo = load_config(str(demo_config), SCHEMA, str(ROOT / args.demo_results))
-    costs = calibrate(measured(job_table(demo, REGIONS), ROOT / args.demo_results / "benchmarks"),
-                      prior=package_table())
+    costs = complete(calibrate(measured(job_table(demo, REGIONS), ROOT / args.demo_results / "benchmarks"),
+                               prior=package_table()), package_table())
     study = load_config(str(study_config), SCHEMA, str(ROOT / args.study_results))
     plan = predict(study, REGIONS, costs)
     actual = read_benchmarks(ROOT / args.study_results / "benchmarks", plan.jobs["key"].tolist())

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import pandas as pd  # noqa: E402
 
 from rnce.io import write_text  # noqa: E402
-from rnce.plan.costs import calibrate, measured, package_table  # noqa: E402
+from rnce.plan.costs import calibrate, complete, measured, package_table  # noqa: E402
 from rnce.plan.report import job_table  # noqa: E402
 from rnce.workflow_config import load_config  # noqa: E402
 
@@ -46,9 +46,7 @@ def main() -> None:
         jobs = job_table(config, config.get("regions") or str(ROOT / "config" / "regions.tsv"))
         frames.append(measured(jobs, os.path.join(results, "benchmarks")))
     old = package_table()
-    fitted = calibrate(pd.concat(frames, ignore_index=True), args.machine, prior=old)
-    kept = old[~old.set_index(["rule", "variant"]).index.isin(fitted.set_index(["rule", "variant"]).index)]
-    table = pd.concat([fitted, kept], ignore_index=True)
+    table = complete(calibrate(pd.concat(frames, ignore_index=True), args.machine, prior=old), old)
     write_text(HEADER + table.to_csv(sep="\t", index=False, float_format="%.6g"), args.out)
     print(table.to_string(index=False))
 

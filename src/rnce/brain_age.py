@@ -172,11 +172,9 @@ def write_summary(bag_paths: list[str], metrics_paths: list[str], feature_sets: 
     correlation.index.name = "feature_set"
     table, groups = report(bags)
     write_tsv(pd.concat([pd.read_csv(p, sep="\t") for p in metrics_paths], ignore_index=True), out["metrics"])
-    if "baselines" in out:  # STUDY-TEMP
-        write_tsv(table, out["baselines"])
-        write_tsv(groups, out["groups"])
+    write_tsv(table, out["baselines"])
+    write_tsv(groups, out["groups"])
     write_tsv(correlation.reset_index(), out["correlation"])
     bag_correlation_heatmap(correlation, out["heatmap"])
     predicted_age_figure({f: b[b["split"] == "validation"] for f, b in bags.items()}, out["scatter"])
-    if "bag_vs_age" in out:  # STUDY-TEMP
-        bag_vs_age_figure(bags, out["bag_vs_age"])
+    bag_vs_age_figure(bags, out["bag_vs_age"])

@@ -99,6 +99,28 @@ def calibrate(runs: pd.DataFrame, machine: str | None = None, prior: pd.DataFram
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+# a rule no run measured takes the costs of one doing the same work per unit
+SAME_WORK = {"embed_regional": "embed/contrastive", "features_shard/recon_all": "features_shard/subjects_dir"}
+
+
+def complete(fitted: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
+    """``fitted`` with the rules it lacks: from a rule of the same work that it has (:data:`SAME_WORK`),
+    else from ``base``."""
+    index = fitted.set_index(["rule", "variant"]).index
+    rows = []
+    for rec in base.to_dict("records"):
+        if (rec["rule"], rec["variant"]) in index:
+            continue
+        name = rec["rule"] + (f"/{rec['variant']}" if rec["variant"] else "")
+        twin = SAME_WORK.get(name, "").split("/") + [""]
+        match = fitted[(fitted["rule"] == twin[0]) & (fitted["variant"] == twin[1])]
+        if len(match):
+            rec = {**match.iloc[0].to_dict(), "rule": rec["rule"], "variant": rec["variant"], "jobs": 0,
+                   "measured_on": f"as {twin[0]}: {match.iloc[0]['measured_on']}"}
+        rows.append(rec)
+    return pd.concat([fitted, pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True)
+
+
 def unit_costs(calibrate_from: str | None) -> pd.DataFrame:
     """The package's table, with the rules a previous run measured refitted (``calibrate_from``: its
     benchmarks folder; its plan_jobs.tsv lies next to the folder)."""
@@ -113,6 +135,4 @@ def unit_costs(calibrate_from: str | None) -> pd.DataFrame:
                         "work each job had: make it with `snakemake <its results>/plan.tsv --configfile <its "
                         "config>`")
     jobs = pd.read_csv(jobs_path, sep="\t", keep_default_na=False)
-    fitted = calibrate(measured(jobs, calibrate_from), prior=table)
-    keep = table.set_index(["rule", "variant"]).index.difference(fitted.set_index(["rule", "variant"]).index)
-    return pd.concat([fitted, table.set_index(["rule", "variant"]).loc[keep].reset_index()], ignore_index=True)
+    return complete(calibrate(measured(jobs, calibrate_from), prior=table), table)

@@ -45,7 +45,7 @@ UNITS = {
     "embed_regional": ("embed", "encoder GFLOP", "image-boxes"),
     "ssl_diagnostics": ("embed", "encoder GFLOP", "image-boxes"),
     "evaluate_labels": ("evaluate", "images", "-"),
-    "evaluate_probe": ("evaluate", "bootstrap-subject-features", "subject-features"),
+    "evaluate_probe": ("evaluate", "bootstrap x (q^3 + 69^3) / 1e6", "subject-features"),
     "evaluate_summary": ("evaluate", "bootstrap-sets", "-"),
     "brain_age_split": ("brain_age", "images", "-"),
     "brain_age_model": ("brain_age", "image-features", "image-features"),
@@ -62,6 +62,7 @@ UNITS = {
     "ldsc_enrichment": ("ldsc", "variant-cell types", "variants"),
     "ldsc_summary": ("ldsc", "jobs", "-"),
 }
+PROBE_OVERHEAD_FEATURES = 69  # see probe_units
 FS_FEATURES = 105  # rnce/data/freesurfer_features.tsv: the auxiliary matrix's 104 and eTIV
 THREADS = {"recon_all": 4, "simulate": 2, "gwas_qc": 2, "gwas_glm": 2}  # the rules' own threads
 
@@ -210,7 +211,7 @@ def _ssl_jobs(config: dict, sizes: Sizes, shapes: dict, box_mvox: float, n_image
     for m in ssl["methods"]:
         per_image = all_boxes if m in CONTRASTIVE else unet_gflop(ssl["unet_base"], ssl["unet_depth"], rep, whole)
         out.append(Job("embed", f"embeddings/{m}.tsv", n_imaged * per_image, n_imaged * n_boxes,
-                       n_imaged * rep * 12))
+                       n_imaged * rep * 12, "contrastive" if m in CONTRASTIVE else "reconstruction"))
     regional = {f for key in ("evaluate", "brain_age") for f in (config[key]["feature_sets"] or [])
                 if f.endswith("_regional")}
     for f in sorted(regional):
@@ -237,13 +238,21 @@ def feature_count(name: str, ssl: dict, n_boxes: int) -> int:
     return ssl["rep_dim"]
 
 
+def probe_units(n_boot: int, features: int) -> float:
+    """Work of one feature set's probes: per bootstrap sample, the inner cross-validation's (q x q) solves
+    over the penalty grid and folds (q^3, q = features + 1), plus a per-sample cost measured on the demo to
+    be that of a 69-feature solve (its probes' seconds per sample fall on 0.08 + 2.45e-7 q^3). The number of
+    subjects barely matters next to these (the demo's 250 and the study's 850 cost the same per sample)."""
+    return n_boot * ((features + 1) ** 3 + PROBE_OVERHEAD_FEATURES ** 3) / 1e6
+
+
 def _evaluation_jobs(config: dict, sizes: Sizes, n_boxes: int) -> list[Job]:
     out, ssl = [], config["ssl"]
     if sizes.with_role("evaluate"):
         sets, n_boot = _sets(config, sizes, "evaluate"), config["evaluate"]["n_boot"]
         subjects, images = sizes.subjects("evaluate"), sizes.images("evaluate")
         out.append(Job("evaluate_labels", "evaluation/labels.tsv", images))
-        out += [Job("evaluate_probe", f"evaluation/bootstrap/{f}.tsv", n_boot * subjects * feature_count(f, ssl, n_boxes),
+        out += [Job("evaluate_probe", f"evaluation/bootstrap/{f}.tsv", probe_units(n_boot, feature_count(f, ssl, n_boxes)),
                     subjects * feature_count(f, ssl, n_boxes)) for f in sets]
         out.append(Job("evaluate_summary", "evaluation/summary.tsv", n_boot * len(sets)))
     if sizes.with_role("brain_age"):
