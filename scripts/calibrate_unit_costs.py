@@ -28,7 +28,7 @@ from rnce.workflow_config import load_config  # noqa: E402
 
 HEADER = ("# Unit costs per rule (rnce.plan.costs): seconds = s_fixed + s_per_unit * units, MB = mem_mb_fixed + "
           "mem_mb_per_unit * mem_units;\n# units per rule in rnce.plan.work.UNITS. Written by "
-          "scripts/calibrate_unit_costs.py from the demo run; stated rows say where their figure comes from.\n")
+          "scripts/calibrate_unit_costs.py from the demo and tiny runs; stated rows say where their figure comes from.\n")
 
 
 def main() -> None:
@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--run", nargs=2, action="append", metavar=("CONFIG", "RESULTS"),
                         help="a finished run: its config file and results folder (repeatable)")
     parser.add_argument("--machine", default=None, help="what the run ran on (default: host name and cores)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="ignore the current table's fixed seconds for rules measured at one size")
     parser.add_argument("--out", default=str(ROOT / "src" / "rnce" / "data" / "unit_costs.tsv"))
     args = parser.parse_args()
     runs = args.run or [[str(ROOT / "config" / "config.yaml"), "results"],
@@ -46,7 +48,8 @@ def main() -> None:
         jobs = job_table(config, config.get("regions") or str(ROOT / "config" / "regions.tsv"))
         frames.append(measured(jobs, os.path.join(results, "benchmarks")))
     old = package_table()
-    table = complete(calibrate(pd.concat(frames, ignore_index=True), args.machine, prior=old), old)
+    table = complete(calibrate(pd.concat(frames, ignore_index=True), args.machine,
+                                prior=None if args.fresh else old), old)
     write_text(HEADER + table.to_csv(sep="\t", index=False, float_format="%.6g"), args.out)
     print(table.to_string(index=False))
 

@@ -22,6 +22,9 @@ COLUMNS = ["rule", "variant", "s_fixed", "s_per_unit", "mem_mb_fixed", "mem_mb_p
            "date"]
 
 
+MIN_RSS_MB = 20
+
+
 class PlanError(ValueError):
     """A plan that cannot be made or a run that cannot fit: names the file or setting to change."""
 
@@ -47,15 +50,15 @@ def read_benchmarks(folder: str | os.PathLike, keys: list[str]) -> pd.DataFrame:
         if "s" not in table.columns:
             raise PlanError(f"{path}: not a Snakemake benchmark file (no column 's')")
         rss = table["max_rss"].max() if "max_rss" in table.columns else np.nan
-        # a job too short for psutil to sample reports no (or a zero) RSS
-        rows.append({"key": key, "s": float(table["s"].mean()), "max_rss": float(rss) if rss > 0 else np.nan})
+        # a job too short for psutil to sample reports no RSS, or that of its shell (a Python job holds 50 MB+)
+        rows.append({"key": key, "s": float(table["s"].mean()), "max_rss": float(rss) if rss > MIN_RSS_MB else np.nan})
     return pd.DataFrame(rows, columns=["key", "s", "max_rss"])
 
 
 def _fit(units: np.ndarray, values: np.ndarray, floor: float) -> tuple[float, float]:
     """``values = a + b * units`` with a, b >= 0; from one point (or one unit size) ``a`` is ``floor``
     (what any job of this machine costs), capped at the value."""
-    if len(units) >= 2 and np.ptp(units) > 0.2 * units.mean():
+    if _sized(units):
         b, a = np.polyfit(units, values, 1)
         if a >= 0 and b >= 0:
             return float(a), float(b)
@@ -76,18 +79,38 @@ def measured(jobs: pd.DataFrame, benchmarks: str | os.PathLike) -> pd.DataFrame:
     return out
 
 
+def _sized(units: np.ndarray) -> bool:
+    """Whether the jobs' units spread enough to fit a fixed and a per-unit part."""
+    return len(units) >= 2 and bool(np.ptp(units) > 0.2 * units.mean())
+
+
 def calibrate(runs: pd.DataFrame, machine: str | None = None, prior: pd.DataFrame | None = None) -> pd.DataFrame:
     """Unit costs fitted on measured jobs (:func:`measured`, of one run or several stacked). A rule measured
-    at one size only takes its fixed seconds from ``prior`` (the package's table) where it has the rule,
-    else from the cheapest job measured; only rules with at least one measured job."""
+    at one size only takes its fixed seconds and MB from ``prior`` (the package's table) where it has the
+    rule, else the median fixed part of the rules of its stage fitted at several sizes (what starting such a
+    job costs), else the cheapest job measured. Only rules with at least one measured job."""
+    from rnce.plan.work import UNITS
+
+    runs = runs.assign(stage=runs["rule"].map(lambda r: UNITS[r][0]))
     s_floor = float(runs["s"].min())
     rss_floor = float(runs["max_rss"].min()) if runs["max_rss"].notna().any() else 0.0
     known = prior.set_index(["rule", "variant"]) if prior is not None else None
+    groups = list(runs.groupby(["rule", "variant"], sort=False))
+    fixed: dict[str, list[tuple[float, float]]] = {}
+    for (_rule, _variant), group in groups:  # what a job of each stage costs to start, from rules fitted at sizes
+        rss = group.dropna(subset=["max_rss"])
+        if _sized(group["units"].to_numpy(float)) and _sized(rss["mem_units"].to_numpy(float)):
+            fixed.setdefault(group["stage"].iat[0], []).append(
+                (_fit(group["units"].to_numpy(float), group["s"].to_numpy(float), s_floor)[0],
+                 _fit(rss["mem_units"].to_numpy(float), rss["max_rss"].to_numpy(float), rss_floor)[0]))
     rows = []
-    for (rule, variant), group in runs.groupby(["rule", "variant"], sort=False):
-        floor, mem_floor = s_floor, rss_floor
+    for (rule, variant), group in groups:
+        stage = fixed.get(group["stage"].iat[0])
+        floor = float(np.median([f[0] for f in stage])) if stage else s_floor
+        mem_floor = float(np.median([f[1] for f in stage])) if stage else rss_floor
         if known is not None and (rule, variant) in known.index and known.loc[(rule, variant), "jobs"] != 0:
-            floor, mem_floor = known.loc[(rule, variant), "s_fixed"], known.loc[(rule, variant), "mem_mb_fixed"]
+            floor = known.loc[(rule, variant), "s_fixed"]
+            mem_floor = known.loc[(rule, variant), "mem_mb_fixed"] or mem_floor
         s0, s1 = _fit(group["units"].to_numpy(float), group["s"].to_numpy(float), floor)
         rss = group.dropna(subset=["max_rss"])
         m0, m1 = _fit(rss["mem_units"].to_numpy(float), rss["max_rss"].to_numpy(float), mem_floor) \

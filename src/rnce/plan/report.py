@@ -88,10 +88,15 @@ def predict(config: dict, regions_path: str, costs: pd.DataFrame | None = None) 
         rows.append({**asdict(job), "stage": job.stage, "threads": job.threads, "on_gpu": on_gpu,
                      "seconds": seconds, "mem_mb": cost["mem_mb_fixed"] + cost["mem_mb_per_unit"] * job.mem_units})
     jobs = pd.DataFrame(rows)
-    costs_note = costs.reset_index()[["measured_on", "date"]].drop_duplicates().astype(str)
+    used = costs.reset_index().merge(jobs[["rule", "variant"]].drop_duplicates(), on=["rule", "variant"])
+    sources = sorted({f"{m.split(': ', 1)[-1] if m.startswith('as ') else m} ({d})" for m, d in
+                      used[["measured_on", "date"]].astype(str).itertuples(index=False) if not m.startswith("stated")})
+    stated = sorted({f"{r}: {m.removeprefix('stated: ')}" for r, m in used[["rule", "measured_on"]].itertuples(index=False)
+                     if m.startswith("stated") and r != "recon_all"})
     assumptions = sizes.assumptions + [
-        "unit costs measured on " + "; ".join(f"{m}, {d}" for m, d in costs_note.itertuples(index=False)),
-        f"recon-all: {settings['recon_all_hours']} h per subject (a stated figure, not measured here)",
+        "unit costs measured on " + "; ".join(sources)] + [f"unit cost stated, not measured: {s}" for s in stated] + [
+        *([f"recon-all: {settings['recon_all_hours']} h per subject (a stated figure, not measured here)"]
+          if "recon_all" in set(jobs["rule"]) else []),
         f"GPU jobs: {settings['gpu_tflops']} TFLOP/s of one GPU in bf16 (a stated estimate until "
         "benchmarks/gpu_check.py has measured it)" if settings["gpus"] > 0 else
         "no GPUs (plan.gpus 0): the training rules run on CPU cores",

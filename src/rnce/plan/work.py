@@ -39,7 +39,7 @@ UNITS = {
     "ssl_aggregator": ("ssl", "encoder GFLOP", "image-boxes"),
     "ssl_reconstruction": ("ssl", "training GFLOP", "batch x image Mvoxels x base"),
     "ssl_validation": ("ssl", "encoder GFLOP", "image-boxes"),
-    "ssl_ceiling": ("ssl", "patch Mvoxels", "patch Mvoxels"),
+    "ssl_ceiling": ("ssl", "patch Mvoxels", "image-Mvoxels of the largest box"),
     "ssl_curves": ("ssl", "jobs", "-"),
     "embed": ("embed", "encoder GFLOP", "image-boxes"),
     "embed_regional": ("embed", "encoder GFLOP", "image-boxes"),
@@ -50,11 +50,11 @@ UNITS = {
     "brain_age_split": ("brain_age", "images", "-"),
     "brain_age_model": ("brain_age", "image-features", "image-features"),
     "brain_age_summary": ("brain_age", "image-sets", "-"),
-    "gwas_qc": ("gwas", "M genotypes", "M genotypes"),
-    "gwas_glm": ("gwas", "M genotypes", "M genotypes"),
+    "gwas_qc": ("gwas", "M genotypes", "k samples"),
+    "gwas_glm": ("gwas", "M genotypes", "k samples"),
     "gwas_report": ("gwas", "variants", "variants"),
     "fuma": ("gwas", "variants", "variants"),
-    "ldsc_reference": ("ldsc", "M genotypes", "M genotypes"),
+    "ldsc_reference": ("ldsc", "M genotypes", "k samples"),
     "ldsc_munge": ("ldsc", "variants", "variants"),
     "ldsc_h2": ("ldsc", "variants", "variants"),
     "ldsc_rg": ("ldsc", "variant-pairs of sets", "variants"),
@@ -198,8 +198,8 @@ def _ssl_jobs(config: dict, sizes: Sizes, shapes: dict, box_mvox: float, n_image
             out.append(Job("ssl_diagnostics", f"ssl/{m}/diagnostics.tsv", evaluate_imaged * all_boxes,
                            evaluate_imaged * n_boxes))
     if contrastive and evaluate_imaged:
-        n = (n_pre + evaluate_imaged) * box_mvox
-        out.append(Job("ssl_ceiling", "ssl/ceiling.tsv", n, n))
+        n, widest = n_pre + evaluate_imaged, max(math.prod(s) for s in shapes.values()) / 1e6
+        out.append(Job("ssl_ceiling", "ssl/ceiling.tsv", n * box_mvox, n * widest))  # one box in memory at a time
     r = ssl["reconstruction"]
     whole = config["register"]["whole_image_size"]
     for m in [m for m in ssl["methods"] if m in RECONSTRUCTION]:
@@ -270,16 +270,17 @@ def _genetics_jobs(config: dict, sizes: Sizes) -> list[Job]:
     sets = config["gwas"]["phenotypes"] or _sets(config, sizes, "brain_age")
     geno, v = sizes.samples * sizes.variants / 1e6, sizes.variants
     sumstats = v * 120  # bytes per sumstats line
-    out = [Job("gwas_qc", "gwas/qc.tsv", geno, geno, geno * 1e6 / 4)]
+    held = sizes.samples / 1e3  # PLINK 2 streams the variants: its memory follows the samples
+    out = [Job("gwas_qc", "gwas/qc.tsv", geno, held, geno * 1e6 / 4)]
     for f in sets:
-        out += [Job("gwas_glm", f"gwas/{f}_glm.tsv", geno, geno, sumstats),
+        out += [Job("gwas_glm", f"gwas/{f}_glm.tsv", geno, held, sumstats),
                 Job("gwas_report", f"gwas/{f}_report.tsv", v, v),
                 Job("fuma", f"fuma/{f}_bag.tsv", v, v, v * 40),
                 Job("ldsc_munge", f"ldsc/{f}_munge.tsv", v, v, v * 40),
                 Job("ldsc_h2", f"ldsc/{f}_h2.tsv", v, v)]
     ldsc = config["ldsc"]
     if not (ldsc["reference"] and ldsc["weights"]):
-        out.append(Job("ldsc_reference", "ldsc/reference.tsv", geno, geno, v * 60))
+        out.append(Job("ldsc_reference", "ldsc/reference.tsv", geno, held, v * 60))
     out.append(Job("ldsc_rg", "ldsc/rg.tsv", v * len(sets) * (len(sets) - 1) / 2, v))
     cell_types = _cell_types(config)
     if cell_types:
