@@ -94,7 +94,7 @@ def tiny_plan(tmp_path, monkeypatch, **plan) -> report.Plan:
 def test_the_tiny_plan_from_the_package_table_alone(tmp_path, monkeypatch):
     plan = tiny_plan(tmp_path, monkeypatch)
     stages = plan.stages.set_index("stage")
-    assert stages.loc["total", "jobs"] == len(plan.jobs) and stages.loc["ssl", "jobs"] >= 3 * 18
+    assert stages.loc["total", "jobs"] == len(plan.jobs) - 1 and stages.loc["ssl", "jobs"] >= 3 * 18  # not simulate
     # measured on this project's runs: the tiny world takes minutes of job time on 2 cores, never hours or seconds
     assert 0.02 < stages.loc["total", "core_hours"] < 0.5, plan.stages
     assert stages.loc["total", "gpu_hours"] == 0 and "no GPUs" in report.render(plan)
@@ -104,17 +104,17 @@ def test_the_tiny_plan_from_the_package_table_alone(tmp_path, monkeypatch):
 
 
 def test_a_job_that_cannot_fit_the_walltime_stops_the_run_before_any_job(tmp_path):
-    """The study's stage-1 jobs at 400 epochs (100x its own) cannot fit a 3-hour walltime: the dry run already
+    """The study's stage-1 jobs at 1000 epochs (250x its own) cannot fit a 1-hour walltime: the dry run already
     fails, naming the rule and the setting, and prints the plan; nothing is written. At its own 4 epochs it fits."""
     study = str(ROOT / "config" / "study.yaml")
-    result = run_snakemake("all", "-n", "--configfile", study, "--config", "plan={max_runtime_min: 180}",
-                           "ssl={stage1: {epochs: 400}}", "--directory", str(tmp_path))
+    result = run_snakemake("all", "-n", "--configfile", study, "--config", "plan={max_runtime_min: 60}",
+                           "ssl={stage1: {epochs: 1000}}", "--directory", str(tmp_path))
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "rule ssl_encoder: 36 job(s)" in output and "ssl.stage1.epochs" in output, output[-3000:]
     assert "rnce plan: 2 cores" in output
     assert not (tmp_path / "results_study").exists()
-    fits = run_snakemake("all", "-n", "--configfile", study, "--config", "plan={max_runtime_min: 180}",
+    fits = run_snakemake("all", "-n", "--configfile", study, "--config", "plan={max_runtime_min: 60}",
                          "--directory", str(tmp_path))
     assert fits.returncode == 0, fits.stdout[-3000:]
 
