@@ -79,6 +79,9 @@ def main() -> None:
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
     print(f"total job time: predicted {total_p / 60:,.1f} min, actual {total_a / 60:,.1f} min, "
           f"ratio {max(total_p / total_a, total_a / total_p):.2f} (goal <= 1.2)")
+    long = table[table["actual_s"] >= 60]
+    print(f"stages of a minute of job time or more: worst ratio {long['ratio'].max():.2f} "
+          f"({', '.join(long['stage'])})")
     print(f"plan_accuracy: worst stage ratio {table['ratio'].max():.2f} (goal <= 1.35)")
 
 

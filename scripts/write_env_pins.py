@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # env -> the pyproject extras it holds (besides the core dependencies); ldsc: its own lock
 STAGE_EXTRAS = {"brain_age": ["evaluate"], "evaluate": ["evaluate"], "features": ["features"],
                 "gwas": ["genetics"], "harmonize": ["harmonize"], "imaging": ["imaging"],
-                "simulate": ["simulate"], "ssl": ["ssl"], "ldsc": None}
+                "simulate": ["simulate"], "ssl": ["ssl"], "plan": ["plan"], "ldsc": None}
 # the post-deploy script builds the editable rnce install with the env's setuptools (no build isolation)
 BUILD = ["setuptools"]
 MARKER = "written by scripts/write_env_pins.py"

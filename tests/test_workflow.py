@@ -203,7 +203,7 @@ def test_unchanged_rerun_plans_nothing_even_with_the_config_rewritten(tiny_run, 
     assert planned(folder=tiny_run, config=tmp_path / "same.yaml") == {}
 
 
-GENETICS_RULES = ("gwas_", "fuma", "ldsc_")
+GENETICS_RULES = ("gwas_", "fuma", "ldsc_", "plan")  # the plan follows the whole config (a few seconds)
 
 
 def test_gwas_parameter_change_plans_only_gwas_fuma_and_ldsc(tiny_run, tmp_path):
@@ -302,7 +302,8 @@ def test_sigkill_mid_job_leaves_no_half_written_output_and_the_rerun_redoes_only
 def _check_genetics(out):
     """Brain age, GWAS, FUMA and LDSC outputs of the tiny run; no released file holds a sample id."""
     bag = pd.read_csv(out / "brain_age" / "fs_bag.tsv", sep="\t")
-    assert list(bag.columns[:6]) == ["cohort", "participant_id", "session_id", "sex", "age", "predicted_age"]
+    assert list(bag.columns[:7]) == ["cohort", "participant_id", "session_id", "site", "sex", "age", "predicted_age"]
+    assert (out / "brain_age" / "baselines.tsv").exists() and (out / "figures" / "brain_age_bag_vs_age.png").exists()
     buckets = pd.read_csv(out / "brain_age" / "buckets.tsv", sep="\t")
     assert (buckets["train"] == buckets[["available", "asked"]].min(axis=1)).all()  # short buckets: use_all
     assert abs(bag["bag"].corr(bag["age"])) < 1e-6 and (bag["split"] == "train").sum() == buckets["train"].sum()
@@ -396,7 +397,9 @@ def test_recon_all_backend_through_the_workflow(tmp_path, tiny_world):
     pd.DataFrame({"participant_id": ["a", "b", "c"], "session_id": "1", "t1w": [str(p) for p in images],
                   "age": [60, 65, 70], "sex": ["M", "F", "M"], "site": "s1"}).to_csv(
         tmp_path / "p.tsv", sep="\t", index=False)
-    config = {"results": "out", "cohorts": {"fs": {"participants": str(tmp_path / "p.tsv"), "roles": ["pretrain"]}}}
+    small = {"epochs": 1, "batch_size": 2, "learning_rate": 0.001, "weight_decay": 0.0}  # 3 images: batches fit
+    config = {"results": "out", "cohorts": {"fs": {"participants": str(tmp_path / "p.tsv"), "roles": ["pretrain"]}},
+              "ssl": {"methods": ["simclr"], "validation_fraction": 0.0, "stage1": small, "stage2": small}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     bin_dir = fake_recon_all(tmp_path)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}

@@ -17,7 +17,7 @@ def to_file(path: str | None, level: int = logging.INFO) -> None:
 
     def excepthook(kind, value, tb):
         if getattr(value, "plain", False):  # bad input the user must fix: the message; the traceback in the log
-            logging.getLogger("rnce").error("%s", value, exc_info=(kind, value, tb))
+            logging.getLogger("rnce").error("%s", value, exc_info=(kind, value, tb) if path else None)
             print(f"{kind.__name__}: {value}" + (f"\n(traceback in {path})" if path else ""), file=sys.stderr)
             return
         logging.getLogger("rnce").error("uncaught error", exc_info=(kind, value, tb))

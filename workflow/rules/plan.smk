@@ -72,6 +72,6 @@ rule plan:
         mem_mb=2000,
         runtime=10,
     conda:
-        "../../envs/imaging.yaml"
+        "../../envs/plan.yaml"
     script:
         "../scripts/plan.py"
