@@ -144,7 +144,7 @@ def main() -> None:
     plan_file = OUT / "rnce_results" / "plan.tsv"
     plan_file.unlink(missing_ok=True)
     cost_plan = measure([snakemake, "--cores", "1", "--quiet", "rules", "host", "--snakefile", str(ROOT / "Snakefile"),
-                         "--configfile", str(OUT / "config.yaml"), "--directory", str(OUT), str(plan_file)], OUT)
+                         "--configfile", str(OUT / "config.yaml"), "--directory", str(OUT), "rnce_results/plan.tsv"], OUT)
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", ours["tail"].split("Job stats")[-1], flags=re.M))
     print("rnce jobs: " + ", ".join(f"{rule} {n}" for rule, n in jobs.items()))
     print(f"cost plan: `snakemake rnce_results/plan.tsv` {cost_plan['wall']:.1f} s, peak RSS {cost_plan['rss_mb']:.0f} MB "
