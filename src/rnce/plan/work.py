@@ -9,6 +9,7 @@ rules (``workflow/rules/*.smk``); ``tests/test_plan.py`` checks them against a d
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from functools import cache
 
@@ -291,8 +292,6 @@ def _genetics_jobs(config: dict, sizes: Sizes) -> list[Job]:
 
 
 def _cell_types(config: dict) -> list[str]:
-    import os
-
     folder = config["ldsc"]["cell_type_beds"]
     if folder:
         return sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".bed")) if os.path.isdir(folder) else []
