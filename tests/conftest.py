@@ -146,10 +146,11 @@ def write_patch_store(root: Path, n: int = 48, resolution: float = 6.0, seed: in
             # labels from the anatomy (the field's +-40% would blur the classes beyond a 3-class mixture)
             labels = segment_tissue(normalise(anatomy.astype(np.float32), brain), brain, priors)
             writer.add(pid, ses, f"{i:012x}", normalise(image.astype(np.float32), brain), labels)
-            rows.append({"participant_id": pid, "session_id": ses, "cohort": "pre", "age": 50 + i % 2 + i / 10,
-                         "signal": signal[i]})
-        writer.close(pd.DataFrame({"passed": [True]}))
+            rows.append({"participant_id": pid, "session_id": ses, "image_key": f"{i:012x}", "cohort": "pre",
+                         "age": 50 + i % 2 + i / 10, "signal": signal[i]})
+        writer.close(pd.DataFrame({"reason": [""]}))
     table = pd.DataFrame(rows)
+    write_tsv(table[["participant_id", "session_id", "image_key"]], root / "pre" / "passed.tsv")  # all pass QC
     columns = {}
     for rec in regions.itertuples():
         column = f"{rec.name}_feature"

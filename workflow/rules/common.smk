@@ -83,12 +83,18 @@ def pretrain_cohorts():
     return [c for c in COHORTS if "pretrain" in config["cohorts"][c]["roles"]]
 
 
+def _served_patches(cohorts):
+    """The patch shards of ``cohorts`` and the passed lists of their registration QC (what PatchStore serves)."""
+    return [f"{PATCHES}/{c}/shard-{s}" for c in cohorts for s in shards(c)] + [f"{PATCHES}/{c}/passed.tsv"
+                                                                              for c in cohorts]
+
+
 def pretrain_patch_shards(wildcards):
-    return [f"{PATCHES}/{c}/shard-{s}" for c in pretrain_cohorts() for s in shards(c)]
+    return _served_patches(pretrain_cohorts())
 
 
 def imaged_patch_shards(wildcards):
-    return [f"{PATCHES}/{c}/shard-{s}" for c in IMAGED for s in shards(c)]
+    return _served_patches(IMAGED)
 
 
 def evaluate_cohorts():

@@ -7,10 +7,12 @@ def registration_records(wildcards):
     rows = _shard_rows(wildcards)
     folders = [d if isinstance(d, str) else "" for d in rows.get("freesurfer_dir", [None] * len(rows))]
     records = []
-    for p, s, k, t, d in zip(rows["participant_id"], rows["session_id"], rows["image_key"], rows["t1w"], folders):
+    for p, s, k, site, t, d in zip(rows["participant_id"], rows["session_id"], rows["image_key"], rows["site"],
+                                   rows["t1w"], folders):
         brain, aseg = (os.path.join(d, "mri", f) if d else "" for f in ("brain.mgz", "aseg.mgz"))
         use_brain = bool(brain) and os.path.exists(brain)
-        records.append({"participant_id": p, "session_id": s, "image_key": k, "source": brain if use_brain else t,
+        records.append({"participant_id": p, "session_id": s, "image_key": k, "site": site,
+                        "source": brain if use_brain else t,
                         "brain_extracted": use_brain, "aseg": aseg if aseg and os.path.exists(aseg) else ""})
     return records
 
@@ -39,7 +41,7 @@ rule preprocess_shard:
         transform=config["register"]["transform"],
         template=config["register"]["template"],
         resolution=config["register"]["resolution_mm"],
-        threshold=config["register"]["qc_threshold"],
+        retry_below=config["register"]["retry_below"],
         registered_dir=registered_dir,
         fast=config["register"]["fast"],
         whole_size=config["register"]["whole_image_size"],
@@ -64,9 +66,13 @@ rule registration_qc:
         cohort_patch_shards,
     output:
         table=f"{RESULTS}/qc/registration_{{cohort}}.tsv",
+        passed=f"{PATCHES}/{{cohort}}/passed.tsv",
         figure=report(f"{RESULTS}/qc/registration_{{cohort}}_worst.png", category="Registration QC"),
     params:
-        n_worst=config["register"]["qc_montage_images"],
+        floor=config["register"]["qc_floor"],
+        robust_z=config["register"]["qc_robust_z"],
+        min_site_size=config["register"]["qc_min_site_size"],
+        n_montage=config["register"]["qc_montage_images"],
         template=config["register"]["template"],
         resolution=config["register"]["resolution_mm"],
     log:

@@ -92,9 +92,9 @@ def diagnostics_outputs():
 
 
 def ceiling_shards(wildcards):
-    """Input function of ssl_ceiling: the patch shards of the pretrain and the imaged evaluate cohorts."""
-    return [f"{PATCHES}/{c}/shard-{s}" for c in dict.fromkeys(pretrain_cohorts() + diagnostic_cohorts())
-            for s in shards(c)]
+    """Input function of ssl_ceiling: the patch shards (and QC passed lists) of the pretrain and the imaged
+    evaluate cohorts."""
+    return _served_patches(list(dict.fromkeys(pretrain_cohorts() + diagnostic_cohorts())))
 
 
 rule ssl_encoder:

@@ -7,6 +7,6 @@ from rnce.logs import to_file  # noqa: E402
 
 to_file(snakemake.log[0])
 preprocess_shard(snakemake.params.records, snakemake.output[0], snakemake.input.regions, snakemake.params.transform,
-                 snakemake.params.template, snakemake.params.resolution, snakemake.params.threshold,
+                 snakemake.params.template, snakemake.params.resolution, snakemake.params.retry_below,
                  snakemake.params.registered_dir, snakemake.params.fast, snakemake.params.whole_size,
                  snakemake.input.inventory, snakemake.params.skull_stripped, snakemake.params.contrast)

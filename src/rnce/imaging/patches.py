@@ -13,8 +13,13 @@ into place when complete, so a killed job leaves nothing half-written)::
     {root}/{cohort}/shard-{shard}/qc.tsv         registration QC of every image of the shard
     {root}/{cohort}/shard-{shard}/qc_slices.npz  mid-slices of each registered image (QC montage)
     {root}/{cohort}/shard-{shard}/transforms/{image_key}.mat   image -> template (ANTs)
+    {root}/{cohort}/passed.tsv                   the images that passed registration QC (participant_id,
+                                                 session_id, image_key), written by :mod:`rnce.imaging.qc`
 
-There is no merge step: :class:`PatchStore` reads all shards of a cohort.
+Every image that registered is stored, passed or not; there is no merge step:
+:class:`PatchStore` reads all shards of a cohort and serves the images of
+``passed.tsv`` only, so a QC setting changes what is served without a new
+registration.
 
 Boxes are cut from the registered, skull-stripped image on the template grid
 at the MNI mm bounds of ``config/regions.tsv``. Intensities are normalised per
@@ -40,6 +45,8 @@ log = logging.getLogger(__name__)
 INDEX_COLUMNS = ["participant_id", "session_id", "image_key", "position"]
 WHOLE_IMAGE = "whole_image"
 LABELS = "labels"
+PASSED = "passed.tsv"
+PASSED_COLUMNS = ["participant_id", "session_id", "image_key"]
 
 
 def box_slices(regions: pd.DataFrame, affine: np.ndarray, shape: tuple[int, ...]) -> dict[str, tuple[slice, ...]]:
@@ -122,7 +129,7 @@ class ShardWriter:
                            "position": len(self.index)})
 
     def add_slices(self, image_key: str, normalised: np.ndarray) -> None:
-        """Mid-slices of a registered image, kept for the QC montage (passed or not)."""
+        """Mid-slices of a registered image, kept for the QC montage."""
         for view, plane in mid_slices(normalised).items():
             self.slices[f"{image_key}/{view}"] = plane.astype(np.float16)
 
@@ -149,7 +156,8 @@ class ShardWriter:
 
 
 class PatchStore:
-    """Random access to one cohort's patches, by image and box, across all its shards.
+    """Random access to one cohort's patches, by image and box, across all its shards: the images that
+    passed registration QC (``passed.tsv``).
 
     >>> store = PatchStore("results/patches", "pretrain")
     >>> store.get("sub-01", "ses-1", "lh_parietal").shape  # doctest: +SKIP
@@ -163,10 +171,19 @@ class PatchStore:
             raise FileNotFoundError(f"no patch shards under {self.folder}")
         frames = []
         for shard in self.shards:
-            index = pd.read_csv(shard / "index.tsv", sep="\t", dtype={"participant_id": str, "session_id": str})
+            index = pd.read_csv(shard / "index.tsv", sep="\t", dtype={"participant_id": str, "session_id": str,
+                                                                        "image_key": str})
             index["shard"] = shard.name
             frames.append(index)
-        self.index = pd.concat(frames, ignore_index=True)
+        passed_path = self.folder / PASSED
+        if not passed_path.exists():
+            raise FileNotFoundError(f"{passed_path} is missing: the cohort's registration QC (rule registration_qc, "
+                                    "rnce.imaging.qc) writes the list of images that passed")
+        passed = pd.read_csv(passed_path, sep="\t", dtype=str, keep_default_na=False)
+        keys = set(zip(passed["participant_id"], passed["session_id"], strict=True))
+        index = pd.concat(frames, ignore_index=True)
+        self.index = index[[k in keys for k in zip(index["participant_id"], index["session_id"], strict=True)]
+                           ].reset_index(drop=True)
         self._lookup = {(p, s): i for i, (p, s) in
                         enumerate(zip(self.index["participant_id"], self.index["session_id"], strict=True))}
         self._arrays: dict[tuple[str, str], np.ndarray] = {}
