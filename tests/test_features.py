@@ -197,9 +197,11 @@ def test_ants_backend_measures_boxes_and_excludes_a_bad_image(tiny_world, tmp_pa
     broken.write_bytes(b"not an image")
     rows = [{"participant_id": f"p{i}", "session_id": "s", "cohort": "c", "site": "x", "age": 70, "sex": "F",
              "diagnosis": "CN", "t1w": str(p)} for i, p in enumerate([*images, broken])]
-    features, excluded = extract_shard(rows, "ants", str(ROOT / "config" / "regions.tsv"), thickness_iterations=3)
-    assert list(features["participant_id"]) == ["p0"] and list(excluded["participant_id"]) == ["p1"]
-    assert "ANTs failed" in excluded["reason"].iat[0]
+    features, excluded = extract_shard(rows, "ants", str(ROOT / "config" / "regions.tsv"))
+    dropped = excluded[excluded["excluded"].astype(str) == "True"]
+    assert list(features["participant_id"]) == ["p0"] and list(dropped["participant_id"]) == ["p1"]
+    assert "ANTs failed" in dropped["reason"].iat[0]
+    assert excluded.set_index("participant_id").loc["p0", "reason"].startswith("ANTs measures: icv_litres")
     columns = [c for c in features.columns if c.startswith("ants_")]
     assert len(columns) == 18 * 2 + 3 and not any(c.endswith("_volume") and "Hippocampus" in c for c in columns)
     values = features[columns].iloc[0]
@@ -207,6 +209,45 @@ def test_ants_backend_measures_boxes_and_excludes_a_bad_image(tiny_world, tmp_pa
     assert 0.8e6 < values["ants_icv"] < 3e6
     assert values["ants_csf_volume"] > values["ants_ventricle_csf_volume"] > 0
     assert (values[[c for c in columns if c.endswith("_thickness")]] > 0).all()
+
+
+def test_an_implausible_ants_image_is_excluded_with_its_measures(monkeypatch):
+    from rnce.features import ants
+
+    def fake(path, regions, iterations, resolution):
+        icv = 2.8 if path == "big.nii.gz" else 1.5
+        return ({name: 1.0 for name in ants.ants_feature_names(regions)},
+                {"icv_litres": icv, "gm_fraction": 0.45, "wm_fraction": 0.35, "csf_fraction": 0.2, "thickness_mm": 2.4})
+
+    monkeypatch.setattr(ants, "ants_features", fake)
+    rows = [{"participant_id": p, "session_id": "s", "cohort": "c", "site": "x", "age": 70, "sex": "F",
+             "diagnosis": "CN", "t1w": f"{p}.nii.gz"} for p in ("big", "ok")]
+    features, excluded = extract_shard(rows, "ants", str(ROOT / "config" / "regions.tsv"))
+    assert list(features["participant_id"]) == ["ok"]
+    notes = excluded.set_index("participant_id")
+    assert notes.loc["big", "excluded"] and "icv_litres 2.8 outside 1.0-2.2" in notes.loc["big", "reason"]
+    assert not notes.loc["ok", "excluded"] and notes.loc["ok", "reason"].startswith("ANTs measures: icv_litres 1.5")
+    assert ants.implausible({"icv_litres": 1.5, "gm_fraction": 0.7, "wm_fraction": 0.2, "csf_fraction": 0.1,
+                             "thickness_mm": 0.8}) == ["gm_fraction 0.7 outside 0.25-0.65", "thickness_mm 0.8 outside 1.0-5.0"]
+
+
+@pytest.mark.skipif(not REAL, reason="set RNCE_REAL_DATA to the real-data folder")
+def test_ants_fallback_measures_are_plausible_on_the_real_dev_scans():
+    """Issue 31: ICV between 1.0 and 2.2 l on every real head (registration and tissue classes; three thickness
+    iterations), and the full default fallback plausible on one of them."""
+    from rnce.features.ants import ants_features, implausible
+    from rnce.regions import read_regions
+
+    regions = read_regions(ROOT / "config" / "regions.tsv")
+    scans = sorted((Path(REAL) / "T1").rglob("*.nii.gz"))
+    assert len(scans) >= 5
+    for path in scans:
+        measures = ants_features(path, regions, thickness_iterations=3)[1]
+        assert 1.0 <= measures["icv_litres"] <= 2.2, (path.name, measures)
+        assert not [p for p in implausible(measures) if not p.startswith("thickness")], (path.name, measures)
+    features, measures = ants_features(scans[-1], regions)
+    assert implausible(measures) == [] and 1.2 < measures["thickness_mm"] < 3.5, measures
+    assert np.isfinite(list(features.values())).all()
 
 
 def test_outliers_are_not_called_in_tiny_sites():

@@ -139,7 +139,7 @@ def test_tiny_world_runs_end_to_end(tiny_run):
     assert (out / "harmonize" / "combat_model.pkl").exists()
     qc = pd.read_csv(out / "qc" / "registration_evaluate.tsv", sep="\t")
     assert len(qc) == len(participants) and qc["passed"].all() and (qc["template_correlation"] > 0.5).all()
-    assert (out / "patches" / "evaluate" / "passed.tsv").exists() and (qc["start"] == "head centre").all()
+    assert (out / "patches" / "evaluate" / "passed.tsv").exists() and qc["start"].notna().all()
     from rnce.imaging.patches import PatchStore
 
     store = PatchStore(out / "patches", "pretrain")

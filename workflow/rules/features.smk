@@ -84,6 +84,7 @@ rule features_shard:
         backend=features_backend_param,
         thickness_iterations=config["features"]["ants_thickness_iterations"],
         incomplete=config["features"]["incomplete"],
+        ants_resolution=config["features"]["ants_resolution_mm"],
     log:
         f"{RESULTS}/logs/features/{{cohort}}/shard-{{shard}}.log",
     benchmark:

@@ -34,12 +34,15 @@ class FeatureError(ValueError):
 
 
 def extract_shard(rows: list[dict], backend: str, regions: str | None = None,
-                  thickness_iterations: int = 45, incomplete: str = "exclude") -> tuple[pd.DataFrame, pd.DataFrame]:
+                  thickness_iterations: int = 15, incomplete: str = "exclude",
+                  ants_resolution: float = 2.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Features and exclusions of one shard of images.
 
     ``rows`` carry the :data:`KEYS` and ``freesurfer_dir`` (FreeSurfer
     backends) or ``t1w`` (ants). A broken FreeSurfer subject that claims to
-    be finished is an error; a failed ANTs image is excluded with its reason.
+    be finished is an error; a failed or implausible ANTs image is excluded
+    with its reason (:func:`rnce.features.ants.implausible`), and a kept one
+    gets a note with its measures.
     """
     keys = [{k: r.get(k) for k in KEYS} for r in rows]
     if backend in ("subjects_dir", "recon_all"):
@@ -48,27 +51,39 @@ def extract_shard(rows: list[dict], backend: str, regions: str | None = None,
         return features, excluded.reindex(columns=EXCLUSION_COLUMNS)
     if backend != "ants":
         raise FeatureError(f"unknown features backend {backend!r}")
-    from rnce.features.ants import ants_feature_names, ants_features
+    from rnce.features.ants import ants_feature_names, ants_features, implausible
 
     boxes = read_regions(regions)
     records, excluded = [], []
     for key, row in zip(keys, rows, strict=True):
         try:
-            records.append({**key, **ants_features(row["t1w"], boxes, thickness_iterations)})
+            values, measures = ants_features(row["t1w"], boxes, thickness_iterations, ants_resolution)
         except Exception as err:  # one bad image fails only itself
             log.error("ANTs features failed for %s: %s", row["t1w"], err)
             excluded.append({**key, "source": row["t1w"], "excluded": True,
                              "reason": f"ANTs failed: {type(err).__name__}: {err}"})
+            continue
+        summary = ", ".join(f"{k} {v:.3g}" for k, v in measures.items())
+        problems = implausible(measures)
+        if problems:
+            log.warning("ANTs features of %s implausible: %s", row["t1w"], "; ".join(problems))
+            excluded.append({**key, "source": row["t1w"], "excluded": True,
+                             "reason": f"ANTs measures implausible: {'; '.join(problems)} ({summary})"})
+        else:
+            records.append({**key, **values})
+            excluded.append({**key, "source": row["t1w"], "excluded": False, "reason": f"ANTs measures: {summary}"})
     features = pd.DataFrame(records, columns=KEYS + ants_feature_names(boxes))
     return features, pd.DataFrame(excluded, columns=EXCLUSION_COLUMNS)
 
 
 def write_shard(rows: list[dict], backend: str, out_features: str, out_exclusions: str,
-                regions: str | None = None, thickness_iterations: int = 45, incomplete: str = "exclude") -> None:
-    features, excluded = extract_shard(rows, backend, regions, thickness_iterations, incomplete)
+                regions: str | None = None, thickness_iterations: int = 15, incomplete: str = "exclude",
+                ants_resolution: float = 2.0) -> None:
+    features, excluded = extract_shard(rows, backend, regions, thickness_iterations, incomplete, ants_resolution)
     write_tsv(features, out_features)
     write_tsv(excluded, out_exclusions)
-    log.info("%d images with features, %d excluded", len(features), int(excluded["excluded"].astype(bool).sum()))
+    dropped = int((excluded["excluded"].astype(str).str.lower() == "true").sum())
+    log.info("%d images with features, %d excluded", len(features), dropped)
 
 
 def _feature_columns(table: pd.DataFrame) -> list[str]:
