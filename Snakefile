@@ -6,6 +6,7 @@ from snakemake.utils import min_version, validate
 
 from rnce.cluster import check_executor
 from rnce.logs import plainly
+from rnce.stopping import install as stop_every_job_on_signal
 from rnce.workflow_config import cancel_scheduler_timers, check_config, expand_results, make_canonical
 
 min_version("9.0")
@@ -31,9 +32,11 @@ make_canonical(config)  # key order must not decide what reruns
 expand_results(config)  # "{results}/demo/..." in a cohort's paths: the demo's cohorts follow `results`
 
 
-# Before any job: a SLURM run stops at once when the controller does not answer.
+# Before any job: a SLURM run stops at once when the controller does not answer; one SIGINT or SIGTERM stops
+# every local job (ANTs included) and then Snakemake (rnce.stopping).
 onstart:
     check_executor(workflow.executor_plugin.name if workflow.executor_plugin else None)
+    stop_every_job_on_signal()
 
 
 # After the run: Snakemake exits now, not when its last re-selection timer fires (profiles/default).

@@ -307,6 +307,35 @@ def test_sigkill_mid_job_leaves_no_half_written_output_and_the_rerun_redoes_only
     assert all(path.exists() for path in outputs) and outputs[0].read_bytes() == complete
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_one_signal_stops_snakemake_and_its_running_job_and_leaves_no_partial_output(tiny_run, signum):
+    """Issue 31: one SIGTERM or SIGINT to Snakemake alone (not its process group, as `kill <pid>` sends it) stops
+    it and the registration job it runs within seconds (Snakemake alone would wait for the job); the job's shard
+    is neither in place nor half-written under a temporary name; the next run needs no --unlock."""
+    from rnce.stopping import alive, descendants
+
+    out = tiny_run / "results_tiny"
+    shard = sorted((out / "patches" / "evaluate").glob("shard-*"))[0]
+    log = out / "logs" / "register" / "evaluate" / f"{shard.name}.log"
+    target = str(shard.relative_to(tiny_run))
+    exe = Path(sys.executable).with_name("snakemake")
+    run = subprocess.Popen([str(exe), "--snakefile", str(ROOT / "Snakefile"), "--cores", "1", "--configfile",
+                            str(TINY_CONFIG), "--directory", str(tiny_run), "--force", target], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (log.exists() and "start scores" in log.read_text()):
+        time.sleep(0.02)
+    below = descendants(run.pid)
+    assert below and run.poll() is None, "the registration job did not start"
+    started = time.monotonic()
+    os.kill(run.pid, signum)
+    assert run.wait(timeout=60) != 0
+    assert time.monotonic() - started < 20 and not [p for p in below if alive(p)]
+    assert not shard.exists() and not list(shard.parent.glob(".tmp-*"))
+    rerun = run_snakemake("--cores", "1", "--configfile", str(TINY_CONFIG), "--directory", str(tiny_run), target)
+    assert rerun.returncode == 0 and shard.exists(), rerun.stderr[-3000:]
+
+
 def _check_genetics(out):
     """Brain age, GWAS, FUMA and LDSC outputs of the tiny run; no released file holds a sample id."""
     bag = pd.read_csv(out / "brain_age" / "fs_bag.tsv", sep="\t")

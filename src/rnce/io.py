@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+
+
+def stale_temporaries(final: Path) -> list[Path]:
+    """Temporary names of ``final`` (``.tmp-<pid>-<name>``) left next to it by killed writers."""
+    pattern = re.compile(rf"\.tmp-\d+-{re.escape(final.name)}")
+    return [p for p in final.parent.glob(f".tmp-*-{final.name}") if pattern.fullmatch(p.name)]
 
 
 @contextmanager
@@ -20,6 +27,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in stale_temporaries(final):  # left by a job SIGKILLed while writing it
+        stale.unlink(missing_ok=True)
     tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")
     try:
         yield tmp

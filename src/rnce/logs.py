@@ -24,6 +24,9 @@ def to_file(path: str | None, level: int = logging.INFO) -> None:
         sys.__excepthook__(kind, value, tb)
 
     sys.excepthook = excepthook
+    from rnce.stopping import on_sigterm_exit
+
+    on_sigterm_exit()  # a stopped run's job removes its temporary outputs (rnce.stopping)
 
 
 def plainly(call, *args, **kwargs):

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnce.io import write_tsv
+from rnce.io import stale_temporaries, write_tsv
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +107,8 @@ class ShardWriter:
                  whole_size: int):
         self.out_dir = Path(out_dir)
         self.tmp = self.out_dir.with_name(f".tmp-{os.getpid()}-{self.out_dir.name}")
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
+        for stale in stale_temporaries(self.out_dir):  # a SIGKILLed job's, or ours
+            shutil.rmtree(stale, ignore_errors=True)
         (self.tmp / "transforms").mkdir(parents=True)
         (self.tmp / LABELS).mkdir()
         self.boxes = boxes
