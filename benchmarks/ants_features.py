@@ -32,7 +32,7 @@ from preprocess import simulate  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=2)
+    parser.add_argument("--images", type=int, default=1)
     parser.add_argument("--reference", default="", help="grid mm and thickness iterations to compare with, e.g. 1.5,45")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="  %(message)s")

@@ -191,24 +191,27 @@ def test_recon_all_backend_with_a_fake_recon_all(tmp_path, monkeypatch, tiny_wor
 
 
 def test_ants_backend_measures_boxes_and_excludes_a_bad_image(tiny_world, tmp_path):
-    world = tiny_world[0]
-    images = sorted((world / "images" / "evaluate").iterdir())[:1]
-    broken = tmp_path / "broken.nii.gz"
-    broken.write_bytes(b"not an image")
-    rows = [{"participant_id": f"p{i}", "session_id": "s", "cohort": "c", "site": "x", "age": 70, "sex": "F",
-             "diagnosis": "CN", "t1w": str(p)} for i, p in enumerate([*images, broken])]
-    features, excluded = extract_shard(rows, "ants", str(ROOT / "config" / "regions.tsv"))
-    dropped = excluded[excluded["excluded"].astype(str) == "True"]
-    assert list(features["participant_id"]) == ["p0"] and list(dropped["participant_id"]) == ["p1"]
-    assert "ANTs failed" in dropped["reason"].iat[0]
-    assert excluded.set_index("participant_id").loc["p0", "reason"].startswith("ANTs measures: icv_litres")
-    columns = [c for c in features.columns if c.startswith("ants_")]
-    assert len(columns) == 18 * 2 + 3 and not any(c.endswith("_volume") and "Hippocampus" in c for c in columns)
-    values = features[columns].iloc[0]
-    assert values.notna().all()
-    assert 0.8e6 < values["ants_icv"] < 3e6
+    from rnce.features.ants import ants_feature_names, ants_features
+    from rnce.regions import read_regions
+
+    regions = read_regions(ROOT / "config" / "regions.tsv")
+    image = sorted((tiny_world[0] / "images" / "evaluate").iterdir())[0]
+    values, measures = ants_features(image, regions, thickness_iterations=3)  # 3: fast, thickness too thin
+    columns = ants_feature_names(regions)
+    assert list(values) == columns and len(columns) == 18 * 2 + 3
+    assert not any(c.endswith("_volume") and "Hippocampus" in c for c in columns)
+    values = pd.Series(values)
+    assert values.notna().all() and 0.8e6 < values["ants_icv"] < 3e6
     assert values["ants_csf_volume"] > values["ants_ventricle_csf_volume"] > 0
     assert (values[[c for c in columns if c.endswith("_thickness")]] > 0).all()
+    assert measures["icv_litres"] == pytest.approx(values["ants_icv"] / 1e6)
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not an image")
+    rows = [{"participant_id": "p1", "session_id": "s", "cohort": "c", "site": "x", "age": 70, "sex": "F",
+             "diagnosis": "CN", "t1w": str(broken)}]
+    features, excluded = extract_shard(rows, "ants", str(ROOT / "config" / "regions.tsv"))
+    assert features.empty and list(excluded["participant_id"]) == ["p1"] and excluded["excluded"].iat[0]
+    assert "ANTs failed" in excluded["reason"].iat[0]
 
 
 def test_an_implausible_ants_image_is_excluded_with_its_measures(monkeypatch):
