@@ -79,7 +79,8 @@ def _shard(args: tuple) -> None:
 
 def build_store(root: Path, n: int, shape: tuple[int, int, int], workers: int, per_shard: int = 256) -> None:
     done = root / "bench" / "done.json"
-    if done.exists() and json.loads(done.read_text()) == {"images": n, "shape": list(shape)}:
+    if done.exists() and json.loads(done.read_text()) == {"images": n, "shape": list(shape)} and \
+            (root / "bench" / "passed.tsv").exists():
         return
     shutil.rmtree(root, ignore_errors=True)
     (root / "bench").mkdir(parents=True)
@@ -87,6 +88,9 @@ def build_store(root: Path, n: int, shape: tuple[int, int, int], workers: int, p
             for s in range(0, n, per_shard)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         list(pool.map(_shard, jobs))
+    from rnce.imaging.patches import pass_all
+
+    pass_all(root, "bench")  # synthetic images: no registration QC
     done.write_text(json.dumps({"images": n, "shape": list(shape)}))
 
 

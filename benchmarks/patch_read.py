@@ -53,6 +53,9 @@ def build(n: int):
             import pandas as pd
 
             writer.close(pd.DataFrame())
+    from rnce.imaging.patches import pass_all
+
+    pass_all(OUT / "store", "bench")  # synthetic images: no registration QC
     return paths, boxes
 
 

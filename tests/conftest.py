@@ -121,7 +121,7 @@ def write_patch_store(root: Path, n: int = 48, resolution: float = 6.0, seed: in
 
     from scipy import ndimage
 
-    from rnce.imaging.patches import ShardWriter, box_slices, brain_box, normalise
+    from rnce.imaging.patches import ShardWriter, box_slices, brain_box, normalise, pass_all
     from rnce.imaging.segment import segment_tissue, template_priors
     from rnce.imaging.template import mni_template
     from rnce.io import write_tsv
@@ -150,7 +150,7 @@ def write_patch_store(root: Path, n: int = 48, resolution: float = 6.0, seed: in
                          "age": 50 + i % 2 + i / 10, "signal": signal[i]})
         writer.close(pd.DataFrame({"reason": [""]}))
     table = pd.DataFrame(rows)
-    write_tsv(table[["participant_id", "session_id", "image_key"]], root / "pre" / "passed.tsv")  # all pass QC
+    pass_all(root, "pre")  # synthetic images: all pass QC
     columns = {}
     for rec in regions.itertuples():
         column = f"{rec.name}_feature"

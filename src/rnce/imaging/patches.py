@@ -236,6 +236,15 @@ class PatchStore:
         return out
 
 
+def pass_all(root: str | Path, cohort: str) -> None:
+    """Write ``passed.tsv`` listing every image of the cohort's shards: for a store made outside the workflow
+    (benchmarks, synthetic stores), where no registration QC runs."""
+    folder = Path(root) / cohort
+    index = pd.concat([pd.read_csv(s / "index.tsv", sep="\t", dtype=str, keep_default_na=False)
+                       for s in sorted(folder.glob("shard-*"))], ignore_index=True)
+    write_tsv(index[PASSED_COLUMNS], folder / PASSED)
+
+
 def save_registered(image, path: Path) -> None:
     """Write a registered image (a nibabel image) atomically."""
     import nibabel as nib  # here, not at the top: training reads the store where nibabel may be missing
