@@ -65,10 +65,10 @@ def diagnostic_cohorts():
 
 
 def diagnostics_inputs(wildcards):
-    """Input function of ssl_diagnostics: one method's models, the evaluate cohorts' patch shards, the
-    auxiliary matrix, and the simulated world's truth where an evaluate cohort is simulated."""
+    """Input function of ssl_diagnostics: one method's models, the evaluate cohorts' patch shards (and QC passed
+    lists), the auxiliary matrix, and the simulated world's truth where an evaluate cohort is simulated."""
     inputs = {"encoders": method_encoders(wildcards), "aggregator": f"{RESULTS}/ssl/{wildcards.method}/aggregator.pt",
-              "shards": [f"{PATCHES}/{c}/shard-{s}" for c in diagnostic_cohorts() for s in shards(c)],
+              "shards": _served_patches(diagnostic_cohorts()),
               "auxiliary": f"{RESULTS}/features/auxiliary.tsv", "auxiliary_boxes": f"{RESULTS}/features/auxiliary_boxes.json"}
     if any(c in SIMULATED for c in diagnostic_cohorts()):
         inputs["truth"] = f"{SIM_DIR}/truth"
