@@ -81,7 +81,7 @@ def preprocess_shard(rows: list[dict], out_dir: str, regions: str, transform: st
     writer = ShardWriter(out_dir, box_slices(read_regions(regions), t1.affine, t1.shape), brain_box(mask_np),
                          whole_size)
     try:
-        for row in rows:
+        for number, row in enumerate(rows, start=1):
             record = {k: row.get(k, "") for k in RECORD_COLUMNS}
             start = time.perf_counter()
             try:
@@ -106,7 +106,7 @@ def preprocess_shard(rows: list[dict], out_dir: str, regions: str, transform: st
                 save_registered(result.image, Path(registered_dir) / f"{row['image_key']}.nii.gz")
             qc.append({**record, "template_correlation": round(result.template_correlation, 4),
                        "start": result.start, "reason": reason, "seconds": round(time.perf_counter() - start, 2)})
-            log.info("image %d of %d done in %.1f s", len(qc), len(rows), qc[-1]["seconds"])
+            log.info("image %d of %d done in %.1f s", number, len(rows), qc[-1]["seconds"])
         table = pd.DataFrame(qc, columns=QC_COLUMNS)
         writer.close(table)
     except BaseException:

@@ -213,9 +213,10 @@ def register_to_template(path, transform: str = "Similarity", template: str | No
         log.info("%s: head-centre start scores %.3f (%.1f s)", path, best_score, time.perf_counter() - clock)
         if best_score < retry_below:
             clock = time.perf_counter()
-            scores = {n: score(coarse(n)["warpedmovout"]) for n in range(1, len(STARTS))}
+            coarse_results = {n: coarse(n) for n in range(1, len(STARTS))}
+            scores = {n: score(reg["warpedmovout"]) for n, reg in coarse_results.items()}
             n = max(scores, key=scores.get)
-            retry = refine(coarse(n), n)
+            retry = refine(coarse_results[n], n)
             retry_score = score(retry["warpedmovout"])
             log.info("%s: below %.2f, %d rotated starts tried; the best (%s) scores %.3f (%.1f s)", path,
                      retry_below, len(scores), _start_name(*STARTS[n]), retry_score, time.perf_counter() - clock)
